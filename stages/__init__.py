@@ -1,0 +1,1 @@
+"""Pipeline stages: each module has a `main(cfg)` and runs as `python -m stages.<name>`."""
