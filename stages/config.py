@@ -148,9 +148,10 @@ class TrainConfig(Section):
     max_length: int = 512
     """Tokens per `[CLS] prompt [SEP] response [SEP]`; the prompt is cut from the left first."""
     batch_size: int = 16
-    """Pairs per micro-batch per process (each pair is two sequences)."""
+    """Pairs per optimizer step in total: split over processes and accumulation steps, so changing
+    nproc_per_node or grad_accum_steps keeps the optimisation the same."""
     grad_accum_steps: int = 1
-    """Micro-batches accumulated per optimizer step."""
+    """Micro-batches per process per optimizer step (trades memory for time)."""
     epochs: int = 1
     """Passes over the training split."""
     lr: float = 2e-5
@@ -187,6 +188,9 @@ class TrainConfig(Section):
                 out.append(f"{key}: must be at least 1, got {getattr(self, key)}")
         if self.max_length < 8:
             out.append(f"max_length: must be at least 8, got {self.max_length}")
+        if self.batch_size % (self.nproc_per_node * self.grad_accum_steps):
+            out.append(f"batch_size: {self.batch_size} pairs cannot be split evenly over nproc_per_node="
+                       f"{self.nproc_per_node} x grad_accum_steps={self.grad_accum_steps}")
         if not self.lr > 0:
             out.append(f"lr: must be positive, got {self.lr}")
         for key in ("weight_decay", "max_grad_norm", "center_rewards_coef", "checkpoint_every"):

@@ -1,0 +1,42 @@
+"""Length-grouped batches and padding. Pairs are batched as one tensor: rows [0, b) chosen, [b, 2b) rejected."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def length_grouped_batches(lengths: list[int] | np.ndarray, batch_size: int, seed: int, epoch: int,
+                           mega: int = 50) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths, reproducible from (seed, epoch).
+
+    As in transformers' LengthGroupedSampler: shuffle, cut into mega-batches of `mega` batches, sort each by
+    length (longest first) and cut it into batches, then shuffle the batch order. Padding waste stays small while
+    every epoch still sees a different order. The last batch may be smaller; no pair is dropped.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    lengths = np.asarray(lengths)
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), batch_size * mega):
+        chunk = order[start:start + batch_size * mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def sorted_batches(lengths: list[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Inference batches: longest first, so padding is minimal and an out-of-memory shows up at once."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def pad(sequences: list[list[int]], pad_id: int, multiple: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest sequence rounded up to `multiple`: (input_ids, attention_mask), both (N, T)."""
+    longest = max(len(s) for s in sequences)
+    width = -(-longest // multiple) * multiple
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, :len(s)] = 1
+    return ids, mask
