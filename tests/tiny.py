@@ -41,3 +41,34 @@ def tiny_model_dir(out_dir: Path, rows: list[dict], seed: int = 0, vocab_size: i
     finally:
         if saved is None:
             modeling.SCRATCH_SIZES.pop("test-tiny")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def stage_workdir(root: Path, train_rows: list[dict], eval_rows: list[dict] | None = None, **overrides) -> Path:
+    """A working directory for running stages directly: params.yaml (the project's, with `section.key`
+    overrides given as section__key=value) and data/train.jsonl (+ data/eval.jsonl)."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        params[section][key] = value
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_jsonl(root / "data" / "train.jsonl", train_rows)
+    if eval_rows is not None:
+        write_jsonl(root / "data" / "eval.jsonl", eval_rows)
+    return root
+
+
+def run_module(cwd: Path, module: str, *args: str, timeout: float = 600, **popen):
+    """`python -m <module>` in `cwd` with the project importable; returns the CompletedProcess (text output)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, **popen)
