@@ -56,7 +56,7 @@ def truncate_pair(prompt: list[int], response: list[int], template: PairTemplate
     response = response[:budget]
     room = budget - len(response)
     prompt_cut = len(prompt) > room
-    prompt = prompt[len(prompt) - room:] if room else []
+    prompt = prompt[max(0, len(prompt) - room):] if room else []
     ids = [*template.prefix, *prompt, *template.middle, *response, *template.suffix]
     return ids, prompt_cut, response_cut
 

@@ -23,6 +23,10 @@ def test_template_is_learnt_from_the_tokenizer(tokenizer):
 
 def test_no_truncation_when_it_fits():
     assert truncate_pair([10, 11], [20], T, 8) == ([1, 10, 11, 2, 20, 2], False, False)
+    # a prompt shorter than the room left is kept whole, wherever it falls against the room
+    for room in range(3, 40):
+        prompt = list(range(100, 100 + room - 1))
+        assert truncate_pair(prompt, [20], T, room + 4)[0] == [1, *prompt, 2, 20, 2]
 
 
 def test_prompt_is_cut_from_the_left_and_response_kept_whole():
