@@ -85,8 +85,15 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Rows of a JSONL file this pipeline wrote itself (validated upstream, so no error handling here)."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
+    """Rows of a JSONL file this pipeline wrote itself (validated upstream). A line that is not JSON means the
+    file was damaged after it was written (a truncated copy, a bad merge): a UserError names it."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
                 yield json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path} line {number} column {e.colno} is not valid JSON "
+                                f"({e.msg.removesuffix(' at')}): the file is corrupt; restore it with "
+                                f"`dvc checkout {path}`") from None

@@ -1,18 +1,25 @@
 """torch.distributed glue for the train stage: torchrun + DistributedDataParallel, NCCL on GPUs, gloo on CPU.
 
-`train.nproc_per_node > 1` makes `python -m stages.train` relaunch itself under torchrun (single node), so
+`train.nproc_per_node > 1` makes `python -m stages.train` run torchrun's agent inside itself (single node,
+`--standalone`: the rendezvous store takes a free port from the OS, so concurrent runs do not collide), so
 `dvc repro` stays the one command. For several nodes, run torchrun yourself with its rendezvous flags
-(README, "Multi-GPU and multi-node"); a process started by torchrun is never relaunched.
+(README, "Multi-GPU and multi-node training"); a process started by torchrun is never relaunched.
 """
 from __future__ import annotations
 
 import os
-import subprocess
+import re
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from stages.common import UserError
+
+ERROR = b"error: "  # how `common.run_main` starts the one line it prints for a UserError
 
 
 @dataclass(frozen=True)
@@ -30,58 +37,227 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def relaunch_under_torchrun(nproc: int, module: str) -> int:
-    """Run `module` under torchrun with `nproc` local workers; returns the exit code of the group.
+def relaunch_under_torchrun(nproc: int, module: str, device: torch.device) -> int:
+    """Run `python -m module` on `nproc` local workers under torchrun's agent; returns the exit code for sys.exit.
 
-    torchrun's own failure report is a traceback of its agent: we keep the workers' stderr (which carries our
-    one-line error) and replace the agent's report by a one-line summary.
+    The agent runs in this process; workers write straight to its stderr, through `ErrorsOnce`: the same
+    `error: ...` line from every rank is shown once. When a worker fails the agent stops the others (SIGTERM,
+    SIGKILL after 30 s); its report (log lines, a traceback of the agent) is replaced by one line naming the rank
+    that failed first, left out when that worker said why itself.
     """
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "--log-dir", os.path.join(".scratch", "torchrun"), "--redirects", "0", "--tee", "0", "-m", module]
-    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
-    worker_errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    if proc.returncode == 0:
-        return 0
-    # the same error on every rank is shown once
-    for line in dict.fromkeys(worker_errors):
-        print(line, file=sys.stderr)
-    if not worker_errors:
-        sys.stderr.write(proc.stderr)
-    print(f"error: distributed training with {nproc} processes failed (exit code {proc.returncode})",
-          file=sys.stderr)
-    return 2
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    if device.type == "cuda" and torch.cuda.device_count() < nproc:
+        raise UserError(f"train.nproc_per_node={nproc} but only {torch.cuda.device_count()} GPU(s) are visible: "
+                        "one process per GPU")
+    # torchrun would give each worker 1 thread (with a warning); share what one process would have used instead
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, torch.get_num_threads() // nproc)))
+    # --log-dir /dev/null: workers write to our stderr, so torchrun needs no per-run log directories
+    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", f"--log-dir={os.devnull}", "-m", module])
+    logging.disable(logging.ERROR)  # the agent's log lines: the summary below replaces them
+    with ErrorsOnce() as errors:
+        try:
+            run(args)
+        except ChildFailedError as e:
+            rank, failure = root_failure(e)
+            code = failure.exitcode
+            if code < 0:
+                how = f"was killed by {failure.signal_name()}"
+                if code == -signal.SIGKILL:
+                    how += " (the kernel's out-of-memory killer sends it: see `dmesg`)"
+            else:
+                how = f"exited with code {code}" + (" (see its traceback above)" if code == 1 else "")
+            errors.summary(f"training process of rank {rank} (pid {failure.pid}) {how}; the others were stopped",
+                           unless_explained=code == 2)
+            return code if code > 0 else 128 - code
+        except SignalException as e:  # Ctrl-C or a kill of this process: the agent has stopped the workers
+            errors.summary("interrupted" if e.sigval == signal.SIGINT else f"stopped by {e.sigval.name}")
+            return 128 + e.sigval
+        finally:
+            logging.disable(logging.NOTSET)
+    return 0
+
+
+def root_failure(e) -> tuple[int, object]:
+    """(global rank, ProcessFailure) of the worker whose failure started it all.
+
+    Blame goes first to a worker killed by a signal (the OOM killer, a segfault), then to one that crashed, then
+    to one that reported an error (exit code 2: a UserError, such as losing contact with a dead rank), last to
+    those the agent itself stopped with SIGTERM. (`get_first_failure` orders by whole seconds, which tie.)
+    """
+    def blame(item):
+        rank, failure = item
+        code = failure.exitcode
+        order = 3 if code == -signal.SIGTERM else 0 if code < 0 else 2 if code == 2 else 1
+        return order, failure.timestamp, rank
+
+    return min(e.failures.items(), key=blame)
+
+
+class ErrorsOnce:
+    """Route this process's stderr (fd 2, inherited by the workers) through a thread that copies it to the real
+    stderr as it comes, progress bars included, but drops a repeat of an `error: ...` line.
+
+    Every rank meets the same bad input and prints the same line; the user should read it once. The launcher's
+    own summary line comes last, after every worker's output.
+    """
+
+    def __init__(self) -> None:
+        self.real: int | None = None  # the fd the output goes to
+        self.seen: set[bytes] = set()  # error lines shown, without their line end
+        self.pending = b""  # the end of the input that may still become the start of an error line
+        self.line = "start"  # where the output stands: at a line "start", in a "bar" (after \r), in "text"
+        self.summary_line = b""
+        self.unless_explained = False
+
+    def __enter__(self) -> ErrorsOnce:
+        sys.stderr.flush()
+        self.real = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self.thread = threading.Thread(target=self._copy, args=(read_end,), daemon=True)
+        self.thread.start()
+        return self
+
+    def summary(self, message: str, unless_explained: bool = False) -> None:
+        """`error: message`, printed at the end; with unless_explained, only if no worker printed an error."""
+        self.summary_line = f"error: {message}\n".encode()
+        self.unless_explained = unless_explained
+
+    def __exit__(self, *exc) -> None:
+        sys.stderr.flush()
+        os.dup2(self.real, 2)  # closes our write end: the copy ends once the workers' copies are closed too
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():  # else a leftover grandchild still holds the pipe: leave the fd to it
+            os.close(self.real)
+        line = self.summary_line
+        if line and line.rstrip() not in self.seen and not (self.unless_explained and self.seen):
+            self.real = 2
+            self._write(line if self.line == "start" else b"\n" + line)
+
+    def feed(self, chunk: bytes) -> None:
+        """Pass on what can be passed of `chunk`: whole pieces, and a partial one that cannot be an error line.
+        An empty chunk (the end of the input) passes on the rest."""
+        if not chunk:
+            self._write(self.pending)
+            self.pending = b""
+            return
+        # pieces end at a newline or at tqdm's carriage return, or stop where an error line starts
+        *pieces, self.pending = re.split(rb"(?<=[\r\n])|(?=" + ERROR + rb")", self.pending + chunk)
+        for piece in pieces:
+            self._write(piece)
+        if not self.pending.startswith(ERROR):  # a bar drawn so far goes on now, but not what may begin "error: "
+            keep = next((k for k in range(len(ERROR) - 1, 0, -1) if self.pending.endswith(ERROR[:k])), 0)
+            self._write(self.pending[:len(self.pending) - keep])
+            self.pending = self.pending[len(self.pending) - keep:]
+
+    def _copy(self, read_end: int) -> None:
+        while chunk := os.read(read_end, 1 << 16):
+            self.feed(chunk)
+        self.feed(b"")
+        os.close(read_end)
+
+    def _write(self, piece: bytes) -> None:
+        if piece.startswith(ERROR) and self.line != "text":
+            if piece.rstrip() in self.seen:
+                return
+            self.seen.add(piece.rstrip())
+            if self.line == "bar":  # rank 0's error right after its progress bar: on a line of its own
+                piece = b"\n" + piece
+        if piece.endswith(b"\n"):
+            self.line = "start"
+        elif piece.endswith(b"\r"):
+            self.line = "bar"
+        elif piece and self.line == "start":
+            self.line = "text"
+        try:
+            while piece:
+                piece = piece[os.write(self.real, piece):]
+        except OSError:  # nobody reads our stderr any more: keep draining, or the workers would block on it
+            pass
+
+
+def exit_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this worker when its torchrun agent dies.
+
+    torchrun starts each worker in a session of its own, so a `kill -9` of the launcher, or of the process group
+    of `dvc repro`, would otherwise leave the workers training on, orphaned, and one of them writing outputs.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the agent died before we asked
+        os._exit(1)
+
+
+LOST_PEER = ("lost contact with another training process, which stopped first; its own error, or the launcher's "
+             "report of it, says why")
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether a collective failed because another rank went away (gloo sees its connection reset).
+
+    Every survivor would otherwise print a long traceback about sockets that hides the one failure that matters.
+    """
+    return isinstance(error, dist.DistError) or "gloo/transport" in str(error)
 
 
 def setup(device: torch.device) -> Dist:
     """Join the process group when started by torchrun; a plain process is rank 0 of 1."""
     if not under_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return Dist()
+    exit_with_parent()
+    # torchrun runs workers with `python -u`, where print() writes the text and the newline separately, so the
+    # lines of several ranks interleave on the shared stderr; whole-line writes keep them intact.
+    sys.stderr.reconfigure(line_buffering=True, write_through=False)
     local_rank = int(os.environ["LOCAL_RANK"])
-    if device.type == "cuda":
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    gpu = torch.device("cuda", local_rank) if device.type == "cuda" else None
+    if gpu is not None:
+        torch.cuda.set_device(gpu)
+    try:
+        # device_id: NCCL knows each rank's GPU from the start (barrier() would otherwise guess it, with a warning)
+        dist.init_process_group("nccl" if gpu is not None else "gloo", device_id=gpu)
+        # gloo's init returns on one rank before the others have connected to it; without this barrier a rank
+        # that then fails on bad input and exits would break the others' connecting, with a traceback each
+        dist.barrier()
+    except RuntimeError as e:
+        if lost_peer(e):
+            raise UserError(LOST_PEER) from None
+        raise
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
-def all_reduce_sum(tensor: torch.Tensor, d: Dist) -> torch.Tensor:
-    if d.world > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+def all_reduce(tensor: torch.Tensor, d: Dist, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """`op` over ranks. A CPU tensor travels through this rank's GPU under NCCL, which reduces CUDA tensors only."""
+    if d.world == 1:
+        return tensor
+    if dist.get_backend() == "nccl" and tensor.device.type == "cpu":
+        return all_reduce(tensor.cuda(), d, op).cpu()
+    dist.all_reduce(tensor, op=op)
     return tensor
+
+
+def all_reduce_sum(tensor: torch.Tensor, d: Dist) -> torch.Tensor:
+    return all_reduce(tensor, d, dist.ReduceOp.SUM)
+
+
+def same_on_all_ranks(value: int, d: Dist) -> bool:
+    """Whether every rank holds the same `value` (max == min)."""
+    extremes = all_reduce(torch.tensor([value, -value], dtype=torch.float64), d, dist.ReduceOp.MAX)
+    return extremes[0].item() == -extremes[1].item()
 
 
 def barrier(d: Dist) -> None:
     if d.world > 1:
         dist.barrier()
-
-
-def all_agree(ok: bool, d: Dist) -> bool:
-    """True only when every rank says ok: lets all ranks stop together instead of leaving one to hang."""
-    if d.world == 1:
-        return ok
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
-    flag = torch.tensor([0 if ok else 1], dtype=torch.long, device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.SUM)
-    return int(flag) == 0
 
 
 def cleanup(d: Dist) -> None:
