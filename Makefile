@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The offline demo: the whole pipeline on the shipped dataset with a DeBERTa-v3-architecture model built from a
 # config and a SentencePiece tokenizer trained on the split, as an experiment (params.yaml keeps the real base).
-DEMO_PARAMS := -S model.name=scratch-tiny -S train.lr=1e-3 -S train.epochs=4 -S train.batch_size=16 \
+DEMO_PARAMS := -S model.name=scratch-tiny -S train.lr=1e-3 -S train.epochs=2 -S train.batch_size=16 \
 	-S train.max_length=256 -S train.warmup_ratio=0.05
 
 .PHONY: setup demo repro test bench clean
