@@ -1,0 +1,30 @@
+"""Typed params: values cast from DVC's strings, unknown keys and bad values named in one clear message."""
+import pytest
+
+from stages.common import UserError
+from stages.config import ModelConfig, SplitConfig, TrainConfig, build
+
+
+@pytest.mark.parametrize("section,values,words", [
+    (TrainConfig, {"lr": -1e-5}, ["train.lr", "positive"]),
+    (TrainConfig, {"lr": "fast"}, ["train.lr", "expected a number"]),
+    (TrainConfig, {"batch_size": 10, "nproc_per_node": 4}, ["train.batch_size", "nproc_per_node=4"]),
+    (TrainConfig, {"scheduler": "zigzag"}, ["train.scheduler", "cosine"]),
+    (TrainConfig, {"device": "tpu"}, ["train.device"]),
+    (TrainConfig, {"learning_rate": 1e-5}, ["unknown key", "train.learning_rate"]),
+    (ModelConfig, {"pooling": "max"}, ["model.pooling", "cls, mean"]),
+    (ModelConfig, {"name": "./no/such/dir"}, ["model.name", "neither a local directory"]),
+    (ModelConfig, {"name": "not a model id!"}, ["model.name", "hub id"]),
+    (SplitConfig, {"eval_fraction": 0}, ["split.eval_fraction", "strictly between 0 and 1"]),
+    (SplitConfig, {"eval_fraction": 1}, ["split.eval_fraction"]),
+])
+def test_bad_values_fail_naming_the_key(section, values, words):
+    with pytest.raises(UserError) as e:
+        build(section, {section.section: values})
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_dvc_strings_are_cast():
+    cfg = build(TrainConfig, {"train": {"lr": "1e-06", "epochs": "2", "use_margin": "false"}})
+    assert (cfg.lr, cfg.epochs, cfg.use_margin) == (1e-6, 2, False)
+    assert build(ModelConfig, {"model": {"name": "microsoft/deberta-v3-small"}}).name == "microsoft/deberta-v3-small"
