@@ -28,3 +28,16 @@ def test_dvc_strings_are_cast():
     cfg = build(TrainConfig, {"train": {"lr": "1e-06", "epochs": "2", "use_margin": "false"}})
     assert (cfg.lr, cfg.epochs, cfg.use_margin) == (1e-6, 2, False)
     assert build(ModelConfig, {"model": {"name": "microsoft/deberta-v3-small"}}).name == "microsoft/deberta-v3-small"
+
+
+def test_a_base_directory_without_config_is_a_clear_error(tmp_path):
+    from stages.modeling import load_hf
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(UserError, match="has no config.json"):
+        load_hf(str(tmp_path))
+
+
+def test_a_directory_that_is_not_a_trained_reward_model_is_a_clear_error(tmp_path):
+    from stages.modeling import load_artifact
+    with pytest.raises(UserError, match="reward_model.json is missing"):
+        load_artifact(tmp_path)
