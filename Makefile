@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# dvc runs each stage's `python -m ...` from PATH: put the venv first
+RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 # The offline demo: the whole pipeline on the shipped dataset with a DeBERTa-v3-architecture model built from a
 # config and a SentencePiece tokenizer trained on the split, as an experiment (params.yaml keeps the real base).
 DEMO_PARAMS := -S model.name=scratch-tiny -S train.lr=1e-3 -S train.epochs=2 -S train.batch_size=16 \
@@ -16,14 +18,14 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 demo: setup
-	$(BIN)/dvc exp run $(DEMO_PARAMS)
-	$(BIN)/dvc metrics show
+	$(RUN) $(BIN)/dvc exp run $(DEMO_PARAMS)
+	$(RUN) $(BIN)/dvc metrics show
 
 repro: setup
-	$(BIN)/dvc repro
+	$(RUN) $(BIN)/dvc repro
 
 test: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	$(RUN) $(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python -m bench
