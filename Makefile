@@ -28,7 +28,7 @@ test: setup
 	$(RUN) $(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench.data_scale
 
 clean:
 	rm -rf $(VENV) .scratch
