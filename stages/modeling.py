@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from stages import fast_deberta
 from stages.batching import pad, sorted_batches
 from stages.common import UserError, atomic_path
 from stages.config import SCRATCH_BASES
@@ -31,17 +32,23 @@ class RewardModel(nn.Module):
 
     pooling "cls": the standard sequence-classification head (what `AutoModelForSequenceClassification` computes).
     pooling "mean": masked mean of the last hidden states fed through the same head (DeBERTa's pooler+classifier).
+    DeBERTa-v3 models run `stages.fast_deberta` (same weights and math, no work on padding) on right-padded
+    batches outside torch.compile; `fast=False` or any other model runs transformers' own forward.
     """
 
-    def __init__(self, hf_model: nn.Module, pooling: str):
+    def __init__(self, hf_model: nn.Module, pooling: str, fast: bool = True):
         super().__init__()
         if pooling == "mean" and not (hasattr(hf_model, "pooler") and hasattr(hf_model, "classifier")):
             raise UserError(f"model.pooling=mean needs a DeBERTa-style head (pooler + classifier); "
                             f"{type(hf_model).__name__} has none: use model.pooling=cls")
         self.hf = hf_model
         self.pooling = pooling
+        self.fast = fast and fast_deberta.supports(hf_model)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # compiled graphs keep transformers' static-shape forward (fast_deberta's packing is data-dependent)
+        if self.fast and not torch.compiler.is_compiling() and fast_deberta.right_padded(attention_mask):
+            return fast_deberta.rewards(self.hf, input_ids, attention_mask, self.pooling)
         if self.pooling == "cls":
             return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0]
         hidden = self.hf.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (N, T, H)
