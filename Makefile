@@ -27,7 +27,13 @@ repro: setup
 test: setup
 	$(RUN) $(BIN)/python -m pytest -q
 
-bench: setup
+# bench-only dependencies (TRL, the peer the trainer is timed against), at versions compatible with our pins
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -r bench/requirements.txt -c requirements.txt
+	touch $@
+
+bench: setup $(VENV)/.bench-installed
+	$(RUN) $(BIN)/python -m bench
 	$(BIN)/python -m bench.data_scale
 
 clean:
