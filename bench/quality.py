@@ -1,0 +1,134 @@
+"""No loss of quality: held-out accuracy after the same number of steps, ours vs TRL's RewardTrainer.
+
+    python -m bench.quality [--workload tiny] [--steps 100] [--lr 3e-4] [--seeds 0 1] [--no-record]
+
+Both start from the same randomly initialised model directory and are given the same first steps x batch
+bench pairs (batch 10, max length 512, AdamW without weight decay, constant lr, fp32): ours through
+`stages.train.train_steps`, TRL through bench/peers/trl_rm.py (which drops the pairs longer than max_length and
+cycles over the rest). Each trained model is scored on the held-out bench pairs with its own training-time
+encoding (ours: [CLS] prompt [SEP] response [SEP], prompt cut from the left; TRL's: prompt + response + EOS,
+untruncated), by the same scorer (`stages.modeling.score_ids`, inference mode). TRL cannot score a pair longer
+than max_length without a truncation it never trained with, so the comparison is on the held-out pairs that fit
+in max_length in both encodings ("fit"); ours is also reported on all held-out pairs. Ties count 1/2.
+"Within noise": the gap of the seed means is compared with the standard error of a difference of two
+accuracies on n pairs (sqrt(2 x 0.25 / n)) and with the spread over seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bench import system, workloads
+from bench.ours import read_rows
+from stages import distributed
+from stages.config import TrainConfig
+from stages.encoding import encode_pairs
+from stages.modeling import load_base, score_ids
+from stages.train import train_steps
+
+BATCH, MAX_LENGTH = 10, 512
+TRL = Path(__file__).resolve().parent / "peers" / "trl_rm.py"
+
+
+def train_ours(model_dir: Path, data: Path, steps: int, lr: float, seed: int, out: Path) -> Path:
+    model, tokenizer = load_base(str(model_dir), "cls", seed)
+    enc = encode_pairs(tokenizer, read_rows(str(data)), MAX_LENGTH)
+    cfg = TrainConfig(max_length=MAX_LENGTH, batch_size=BATCH, epochs=1, lr=lr, weight_decay=0.0,
+                      scheduler="constant", warmup_ratio=0.0, checkpoint_every=0, device="cpu", seed=seed)
+    with tempfile.TemporaryDirectory() as ckpt:
+        train_steps(model, enc, cfg, torch.device("cpu"), distributed.Dist(), tokenizer.pad_token_id, Path(ckpt))
+    model.hf.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def train_trl(model_dir: Path, data: Path, steps: int, lr: float, seed: int, out: Path) -> Path:
+    cmd = [sys.executable, str(TRL), str(model_dir), str(data), "--steps", str(steps - 1), "--warmup", "1",
+           "--batch", str(BATCH), "--max-length", str(MAX_LENGTH), "--lr", str(lr), "--seed", str(seed),
+           "--save", str(out)]
+    system.run_child(cmd, workloads.OUT / "logs" / f"quality-trl-seed{seed}.log", cwd=workloads.ROOT)
+    return out
+
+
+def trl_encoding(tokenizer, rows: list[dict]) -> tuple[list[list[int]], list[list[int]]]:
+    """What TRL's RewardTrainer trains on: tokenizer(prompt + response + eos) with the tokenizer's specials."""
+    def ids(key: str) -> list[list[int]]:
+        return tokenizer([r["prompt"] + r[key] + tokenizer.eos_token for r in rows])["input_ids"]
+    return ids("chosen"), ids("rejected")
+
+
+def correct(model_dir: Path, chosen: list[list[int]], rejected: list[list[int]]) -> torch.Tensor:
+    """Per pair: 1 if r(chosen) > r(rejected), 1/2 on a tie, else 0."""
+    model, tokenizer = load_base(str(model_dir), "cls", 0)
+    rewards = score_ids(model.eval(), chosen + rejected, tokenizer.pad_token_id, 64, torch.device("cpu"))
+    r_chosen, r_rejected = rewards[:len(chosen)], rewards[len(chosen):]
+    return (r_chosen > r_rejected).double() + 0.5 * (r_chosen == r_rejected).double()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=sorted(workloads.WORKLOADS), default="tiny")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--no-record", action="store_true")
+    a = parser.parse_args()
+    train, held_out = workloads.bench_data()
+    model_dir = workloads.model_dir(a.workload, train)
+    data = workloads.first_rows(train, a.steps * BATCH)
+    rows = read_rows(str(held_out))
+    _, tokenizer = load_base(str(model_dir), "cls", 0)
+    ours_enc = encode_pairs(tokenizer, rows, MAX_LENGTH)
+    if len(ours_enc.chosen) != len(rows):
+        raise SystemExit(f"{held_out}: {len(rows) - len(ours_enc.chosen)} pairs identical after truncation")
+    trl_chosen, trl_rejected = trl_encoding(tokenizer, rows)
+    fit = torch.tensor([max(len(c), len(r), len(oc), len(orj)) <= MAX_LENGTH for c, r, oc, orj in
+                        zip(trl_chosen, trl_rejected, ours_enc.chosen, ours_enc.rejected)])
+    keep = fit.nonzero().flatten().tolist()
+    results = {"ours": [], "ours (all pairs)": [], "trl": []}
+    for seed in a.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"seed {seed}: training ours ...", flush=True)
+            ours_ok = correct(train_ours(model_dir, data, a.steps, a.lr, seed, Path(tmp) / "ours"),
+                              ours_enc.chosen, ours_enc.rejected)
+            print(f"seed {seed}: training TRL ...", flush=True)
+            trl_ok = correct(train_trl(model_dir, data, a.steps, a.lr, seed, Path(tmp) / "trl"),
+                             [trl_chosen[i] for i in keep], [trl_rejected[i] for i in keep])
+        results["ours"].append(ours_ok[keep].mean().item())
+        results["ours (all pairs)"].append(ours_ok.mean().item())
+        results["trl"].append(trl_ok.mean().item())
+        print(f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in results.items()), flush=True)
+    n = len(keep)
+    se = (2 * 0.25 / n) ** 0.5
+    mean = {k: statistics.fmean(v) for k, v in results.items()}
+    gap = mean["ours"] - mean["trl"]
+    lines = ["| trainer | held-out pairs | accuracy per seed | mean |", "|---|---:|---|---:|"]
+    for name, accs in results.items():
+        count = len(rows) if name == "ours (all pairs)" else n
+        lines.append(f"| {name} | {count} | {', '.join(f'{x:.3f}' for x in accs)} | {mean[name]:.3f} |")
+    verdict = "within noise" if abs(gap) <= 2 * se else ("ours better" if gap > 0 else "ours WORSE")
+    lines += ["", f"- ours - TRL on the {n} pairs that fit: {gap:+.3f}; 2 x standard error of a difference of two "
+                  f"accuracies on {n} pairs: {2 * se:.3f}: {verdict}"]
+    if all(abs(mean[k] - 0.5) <= 2 * se for k in ("ours", "trl")):
+        lines.append("- both are within 2 standard errors of chance (0.5): at this budget neither has learnt the "
+                     "task, so this run does not discriminate; use more --steps or a higher --lr")
+    print("\n" + "\n".join(lines))
+    if a.no_record:
+        return
+    command = "python -m bench.quality " + " ".join(sys.argv[1:])
+    section = [f"## {datetime.date.today().isoformat()}: quality after the same steps, ours vs TRL "
+               f"(python -m bench.quality)", "", f"- machine: {system.machine()}", f"- command: `{command}`",
+               f"- {a.workload} dims, random init, {a.steps} steps x {BATCH} pairs, max length {MAX_LENGTH}, "
+               f"AdamW lr {a.lr} constant, no weight decay, fp32, seeds {a.seeds}", "", *lines, ""]
+    with open(workloads.ROOT / "bench" / "RESULTS.md", "a", encoding="utf-8") as f:
+        f.write("\n" + "\n".join(section))
+
+
+if __name__ == "__main__":
+    main()
