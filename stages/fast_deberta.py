@@ -163,20 +163,26 @@ def plan(lengths: list[int], heads: int, max_scores: int | None,
     return order, chunks
 
 
+def position_projections(att, rel_embeddings: torch.Tensor, q_weight: torch.Tensor, q_bias: torch.Tensor,
+                         scale: float) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(pos_q, pos_k): the relative-position embeddings through the (pre-scaled) query and the key projections,
+    the content ones when keys are shared (v3) or the model's own position projections; None where unused."""
+    rel_embeddings = att.pos_dropout(rel_embeddings)
+    if att.share_att_key:
+        return F.linear(rel_embeddings, q_weight, q_bias), att.key_proj(rel_embeddings)
+    return (att.pos_query_proj(rel_embeddings) / scale if "p2c" in att.pos_att_type else None,
+            att.pos_key_proj(rel_embeddings) if "c2p" in att.pos_att_type else None)
+
+
 def attention(att, x: torch.Tensor, chunks: list[Chunk], rel_embeddings: torch.Tensor) -> torch.Tensor:
     """Disentangled self-attention of packed tokens x (N, H) -> context (N, H), chunk by chunk."""
     heads, dim = att.num_attention_heads, att.attention_head_size
     scale = math.sqrt(dim * (1 + len(att.pos_att_type)))
     hidden = heads * dim
-    weight = torch.cat([att.query_proj.weight / scale, att.key_proj.weight, att.value_proj.weight])
-    bias = torch.cat([att.query_proj.bias / scale, att.key_proj.bias, att.value_proj.bias])
-    qkv = F.linear(x, weight, bias)  # (N, 3H), q already scaled
-    rel_embeddings = att.pos_dropout(rel_embeddings)
-    if att.share_att_key:
-        pos_q_all, pos_k_all = F.linear(rel_embeddings, weight[:2 * hidden], bias[:2 * hidden]).split(hidden, -1)
-    else:
-        pos_q_all = att.pos_query_proj(rel_embeddings) / scale if "p2c" in att.pos_att_type else None
-        pos_k_all = att.pos_key_proj(rel_embeddings) if "c2p" in att.pos_att_type else None
+    q_weight, q_bias = att.query_proj.weight / scale, att.query_proj.bias / scale
+    qkv = F.linear(x, torch.cat([q_weight, att.key_proj.weight, att.value_proj.weight]),
+                   torch.cat([q_bias, att.key_proj.bias, att.value_proj.bias]))  # (N, 3H), q already scaled
+    pos_q_all, pos_k_all = position_projections(att, rel_embeddings, q_weight, q_bias, scale)
     contexts = []
     # split, not slices: the backward of a split is one concatenation, not a full-size zero tensor per slice
     for chunk, chunk_qkv in zip(chunks, qkv.split([c.end - c.start for c in chunks])):
@@ -222,12 +228,7 @@ def first_token_attention(att, x: torch.Tensor, chunks: list[Chunk], rel_embeddi
     q_weight, q_bias = att.query_proj.weight / scale, att.query_proj.bias / scale
     kv = F.linear(x, torch.cat([att.key_proj.weight, att.value_proj.weight]),
                   torch.cat([att.key_proj.bias, att.value_proj.bias]))  # (N, 2H)
-    rel_embeddings = att.pos_dropout(rel_embeddings)
-    if att.share_att_key:
-        pos_q_all, pos_k_all = F.linear(rel_embeddings, q_weight, q_bias), att.key_proj(rel_embeddings)
-    else:
-        pos_q_all = att.pos_query_proj(rel_embeddings) / scale if "p2c" in att.pos_att_type else None
-        pos_k_all = att.pos_key_proj(rel_embeddings) if "c2p" in att.pos_att_type else None
+    pos_q_all, pos_k_all = position_projections(att, rel_embeddings, q_weight, q_bias, scale)
     contexts = []
     for chunk, chunk_kv in zip(chunks, kv.split([c.end - c.start for c in chunks])):
         n, count, width = chunk.end - chunk.start, chunk.count, chunk.width
