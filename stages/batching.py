@@ -30,10 +30,14 @@ def sorted_batches(lengths: list[int] | np.ndarray, batch_size: int) -> list[np.
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def padded_width(length: int, multiple: int = 8) -> int:
+    """`length` rounded up to a multiple of `multiple` (tensor-core and vector friendly widths)."""
+    return -(-length // multiple) * multiple
+
+
 def pad(sequences: list[list[int]], pad_id: int, multiple: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad to the longest sequence rounded up to `multiple`: (input_ids, attention_mask), both (N, T)."""
-    longest = max(len(s) for s in sequences)
-    width = -(-longest // multiple) * multiple
+    width = padded_width(max(len(s) for s in sequences), multiple)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for i, s in enumerate(sequences):

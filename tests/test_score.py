@@ -4,11 +4,12 @@ import contextlib
 import json
 import random
 import runpy
+import time
 
 import pytest
 import torch
 
-from stages import score
+from stages import modeling, score
 from stages.batching import pad
 from stages.common import run_main
 from stages.modeling import RewardModel, load_artifact, score_ids
@@ -163,3 +164,47 @@ def test_a_reward_does_not_depend_on_its_batch(work, pooling):
     ids, mask = pad(seqs[:1] * 2, tokenizer.pad_token_id, multiple=64)  # heavy padding of one short sequence
     with torch.inference_mode():
         torch.testing.assert_close(model(ids, mask), alone[:1].expand(2), atol=1e-5, rtol=0)
+
+
+def test_cpu_scoring_is_bit_identical_on_any_number_of_cores(work, monkeypatch):
+    model, tokenizer, _ = load_artifact(work / "models/reward_model")
+    rows = easy_rows(40, seed=4)
+    seqs = score.RewardScorer(model, tokenizer, {"max_length": 64}, torch.device("cpu")).encode(
+        [r["prompt"] for r in rows] * 2, [r["chosen"] for r in rows] + [r["rejected"] for r in rows])
+    monkeypatch.setattr(modeling, "CPU_BATCH_TOKENS", 96)  # many small batches, so the workers share the work
+    batches = modeling.inference_batches([len(s) for s in seqs], 16, torch.device("cpu"))
+    assert len(batches) > 8
+    assert sorted(i for b in batches for i in b) == list(range(len(seqs)))  # every sequence exactly once
+    widths = [max(len(seqs[i]) for i in b) for b in batches]
+    assert widths == sorted(widths, reverse=True)  # longest first
+    assert all(len(b) <= 16 and len(b) * -(-w // 8) * 8 <= 96 for b, w in zip(batches, widths))
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            results.append(score_ids(model, seqs, tokenizer.pad_token_id, 16, torch.device("cpu")))
+            assert torch.get_num_threads() == n  # the workers' single intra-op thread is theirs alone
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(r, results[0]) for r in results)
+    alone = torch.cat([score_ids(model, [s], tokenizer.pad_token_id, 1, torch.device("cpu")) for s in seqs[:5]])
+    torch.testing.assert_close(results[0][:5], alone, atol=1e-5, rtol=0)
+
+
+def test_a_scoring_error_stops_the_workers(monkeypatch):
+    calls = []
+
+    def failing_model(ids, mask):
+        calls.append(len(ids))
+        time.sleep(0.02)
+        raise RuntimeError("boom")
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            score_ids(failing_model, [[5] * 10] * 200, 0, 1, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(calls) < 20  # the queued batches (200) were dropped, not run
