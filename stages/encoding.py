@@ -106,9 +106,10 @@ def encode_pairs(tokenizer, rows: list[dict], max_length: int, use_margin: bool 
     and counted. A pair counts as prompt- (response-) truncated when either of its two sequences was cut."""
     template = pair_template(tokenizer)
     prompts = [r["prompt"] for r in rows]
-    chosen, c_pcut, c_rcut = encode_responses(tokenizer, prompts, [r["chosen"] for r in rows], max_length, template)
-    rejected, r_pcut, r_rcut = encode_responses(tokenizer, prompts, [r["rejected"] for r in rows], max_length,
-                                                template)
+    responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+    ids, p_cut, r_cut = encode_responses(tokenizer, prompts + prompts, responses, max_length, template)  # prompts once
+    n = len(rows)
+    chosen, c_pcut, c_rcut, rejected, r_pcut, r_rcut = ids[:n], p_cut[:n], r_cut[:n], ids[n:], p_cut[n:], r_cut[n:]
     enc = EncodedPairs()
     for i, (c, r) in enumerate(zip(chosen, rejected)):
         if c == r:

@@ -34,10 +34,10 @@ def score_pairs(model, tokenizer, meta: dict, rows: list[dict], batch_size: int,
                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards of the chosen and rejected answers of `rows`, encoded with the training truncation policy."""
     prompts = [r["prompt"] for r in rows]
-    chosen, _, _ = encode_responses(tokenizer, prompts, [r["chosen"] for r in rows], meta["max_length"])
-    rejected, _, _ = encode_responses(tokenizer, prompts, [r["rejected"] for r in rows], meta["max_length"])
+    responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+    ids, _, _ = encode_responses(tokenizer, prompts + prompts, responses, meta["max_length"])  # each prompt once
     with tqdm(total=2 * len(rows), desc="evaluate", unit="seq", dynamic_ncols=True) as bar:
-        rewards = score_ids(model, chosen + rejected, tokenizer.pad_token_id, 2 * batch_size, device, bar)
+        rewards = score_ids(model, ids, tokenizer.pad_token_id, 2 * batch_size, device, bar)
     return rewards[:len(rows)], rewards[len(rows):]
 
 
