@@ -3,8 +3,11 @@
 Data: seeded synthetic HH-style conversations ("\\n\\nHuman: ...\\n\\nAssistant: ..."), 3-8 human turns, so
 prompts are long, and responses of 5-400 words (log-uniform), so lengths vary widely and many pairs exceed
 512 tokens. Words are made-up syllable words drawn Zipf-like; each conversation has a topic and the chosen
-answer stays on it while the rejected one drifts to another topic (10% of pairs are left ambiguous), so a
-reward model has something to learn without a length bias (both answer lengths are drawn independently).
+answer stays on it while the rejected one drifts to another topic and is sprinkled with evasive filler words
+(EVASIVE_RATE of its words; 10% of pairs are left ambiguous: same topic, no filler), so a reward model has
+something to learn without a length bias (both answer lengths are drawn independently). The filler is a signal a
+randomly initialised model picks up within a few hundred steps, which makes `bench.quality` discriminate; the topic
+drift needs the prompt and is learnt far more slowly.
 
 Models: DeBERTa-v3 architecture from stages.modeling.SCRATCH_SIZES with an 8k SentencePiece vocabulary trained
 on the bench training texts (stages.modeling.build_scratch), random init, seed 0.
@@ -23,7 +26,9 @@ WORKLOADS = {"tiny": "scratch-tiny", "small": "scratch-deberta-v3-small"}
 VOCAB_SIZE = 8000
 SEED = 0
 N_TRAIN, N_EVAL = 2000, 400
-N_TOPICS, TOPIC_WORDS, COMMON_WORDS = 16, 400, 1600
+N_TOPICS, TOPIC_WORDS, COMMON_WORDS, EVASIVE_WORDS = 16, 400, 1600, 24
+EVASIVE_RATE = 0.05
+DATA_VERSION = 2  # part of the file names: a change of the generator never reuses old files or models
 
 
 def _words(rng: random.Random, n: int) -> list[str]:
@@ -35,20 +40,28 @@ def _words(rng: random.Random, n: int) -> list[str]:
 
 
 class Lexicon:
-    """Common words shared by all topics plus a word list per topic, sampled Zipf-like."""
+    """Common words shared by all topics plus a word list per topic, sampled Zipf-like, and evasive filler."""
 
     def __init__(self, rng: random.Random):
-        words = _words(rng, COMMON_WORDS + N_TOPICS * TOPIC_WORDS)
+        words = _words(rng, COMMON_WORDS + N_TOPICS * TOPIC_WORDS + EVASIVE_WORDS)
         rng.shuffle(words)
         self.common = words[:COMMON_WORDS]
         self.topics = [words[COMMON_WORDS + t * TOPIC_WORDS:COMMON_WORDS + (t + 1) * TOPIC_WORDS]
                        for t in range(N_TOPICS)]
+        self.evasive = words[COMMON_WORDS + N_TOPICS * TOPIC_WORDS:]
         self.weights = [1 / (i + 1) for i in range(max(COMMON_WORDS, TOPIC_WORDS))]
 
-    def text(self, rng: random.Random, topic: int, n_words: int) -> str:
-        """Sentences of about 60% common and 40% topic words, capitalised and punctuated."""
-        words = [rng.choices(self.common, self.weights[:COMMON_WORDS])[0] if rng.random() < 0.6
-                 else rng.choices(self.topics[topic], self.weights[:TOPIC_WORDS])[0] for _ in range(n_words)]
+    def word(self, rng: random.Random, topic: int, evasive_rate: float) -> str:
+        if rng.random() < evasive_rate:
+            return rng.choice(self.evasive)
+        if rng.random() < 0.6:
+            return rng.choices(self.common, self.weights[:COMMON_WORDS])[0]
+        return rng.choices(self.topics[topic], self.weights[:TOPIC_WORDS])[0]
+
+    def text(self, rng: random.Random, topic: int, n_words: int, evasive_rate: float = 0.0) -> str:
+        """Sentences of about 60% common and 40% topic words (less `evasive_rate` of filler), capitalised and
+        punctuated."""
+        words = [self.word(rng, topic, evasive_rate) for _ in range(n_words)]
         sentences, i = [], 0
         while i < len(words):
             k = rng.randint(4, 16)
@@ -71,9 +84,10 @@ def conversation_pair(rng: random.Random, lex: Lexicon, index: int) -> dict:
         if t < turns - 1:
             parts.append(f"\n\nAssistant: {lex.text(rng, topic, rng.randint(5, 60))}")
     prompt = "".join(parts) + "\n\nAssistant:"
-    off_topic = topic if rng.random() < 0.1 else (topic + rng.randint(1, N_TOPICS - 1)) % N_TOPICS
+    ambiguous = rng.random() < 0.1
+    off_topic = topic if ambiguous else (topic + rng.randint(1, N_TOPICS - 1)) % N_TOPICS
     chosen = " " + lex.text(rng, topic, _log_uniform(rng, 5, 400))
-    rejected = " " + lex.text(rng, off_topic, _log_uniform(rng, 5, 400))
+    rejected = " " + lex.text(rng, off_topic, _log_uniform(rng, 5, 400), 0.0 if ambiguous else EVASIVE_RATE)
     return {"id": f"bench-{index}", "prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
@@ -91,7 +105,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def bench_data(n_train: int = N_TRAIN, n_eval: int = N_EVAL) -> tuple[Path, Path]:
     """(train, eval) JSONL paths of the seeded bench conversations; generated on first use."""
-    stem = OUT / "data" / f"hh-s{SEED}-n{n_train}"
+    stem = OUT / "data" / f"hh-v{DATA_VERSION}-s{SEED}-n{n_train}"
     train, held_out = stem.with_name(stem.name + "-train.jsonl"), stem.with_name(stem.name + "-eval.jsonl")
     if not (train.exists() and held_out.exists()):
         rng = random.Random(SEED)

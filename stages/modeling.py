@@ -157,8 +157,8 @@ def autocast(device: torch.device):
                                                                                                      enabled=False)
 
 
-# On CPU, inference sub-batches hold at most this many (padded) tokens: a tiny model's activations then stay in
-# cache (tiny bench workload on 2 cores, scoring alone without threads: 128-sequence batches 52 pairs/s, 32-sequence 62).
+# On CPU, inference batches hold at most this many (padded) tokens: a tiny model's activations then stay in cache
+# (tiny bench workload on 2 cores, scoring alone, no worker threads: 128-sequence batches 52 pairs/s, 32 ones 62).
 CPU_BATCH_TOKENS = 8192
 
 
