@@ -95,6 +95,14 @@ def encode_responses(tokenizer, prompts: list[str], responses: list[str], max_le
     return ids, prompt_cut, response_cut
 
 
+def encode_answers(tokenizer, rows: list[dict], max_length: int) -> tuple[list[list[int]], list[bool], list[bool]]:
+    """encode_responses of every row's chosen answer, then every row's rejected one, in one call: each prompt is
+    tokenized once for both."""
+    prompts = [r["prompt"] for r in rows]
+    responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+    return encode_responses(tokenizer, prompts + prompts, responses, max_length)
+
+
 def row_margin(row: dict) -> float:
     """A row's optional numeric `margin` (validated upstream), 0.0 when absent."""
     margin = row.get("margin", 0.0)
@@ -104,10 +112,7 @@ def row_margin(row: dict) -> float:
 def encode_pairs(tokenizer, rows: list[dict], max_length: int, use_margin: bool = True) -> EncodedPairs:
     """Encode preference rows. Pairs that become identical after truncation carry no signal: they are excluded
     and counted. A pair counts as prompt- (response-) truncated when either of its two sequences was cut."""
-    template = pair_template(tokenizer)
-    prompts = [r["prompt"] for r in rows]
-    responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
-    ids, p_cut, r_cut = encode_responses(tokenizer, prompts + prompts, responses, max_length, template)  # prompts once
+    ids, p_cut, r_cut = encode_answers(tokenizer, rows, max_length)
     n = len(rows)
     chosen, c_pcut, c_rcut, rejected, r_pcut, r_rcut = ids[:n], p_cut[:n], r_cut[:n], ids[n:], p_cut[n:], r_cut[n:]
     enc = EncodedPairs()

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from stages.common import UserError, atomic_path, read_jsonl, round_floats, run_main, write_json
 from stages.config import EvaluateConfig, load
-from stages.encoding import encode_responses, row_margin
+from stages.encoding import encode_answers, row_margin
 from stages.losses import bt_loss_per_pair, calibration, pair_correct
 from stages.modeling import load_artifact, score_ids
 
@@ -33,9 +33,7 @@ HIST_BINS = 30
 def score_pairs(model, tokenizer, meta: dict, rows: list[dict], batch_size: int,
                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards of the chosen and rejected answers of `rows`, encoded with the training truncation policy."""
-    prompts = [r["prompt"] for r in rows]
-    responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
-    ids, _, _ = encode_responses(tokenizer, prompts + prompts, responses, meta["max_length"])  # each prompt once
+    ids, _, _ = encode_answers(tokenizer, rows, meta["max_length"])
     with tqdm(total=2 * len(rows), desc="evaluate", unit="seq", dynamic_ncols=True) as bar:
         rewards = score_ids(model, ids, tokenizer.pad_token_id, 2 * batch_size, device, bar)
     return rewards[:len(rows)], rewards[len(rows):]

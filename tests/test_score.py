@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stages import modeling, score
-from stages.batching import pad
+from stages.batching import pad, padded_width
 from stages.common import run_main
 from stages.modeling import RewardModel, load_artifact, score_ids
 from tests.tiny import easy_rows, run_module, stage_workdir, tiny_model_dir, write_jsonl
@@ -177,7 +177,7 @@ def test_cpu_scoring_is_bit_identical_on_any_number_of_cores(work, monkeypatch):
     assert sorted(i for b in batches for i in b) == list(range(len(seqs)))  # every sequence exactly once
     widths = [max(len(seqs[i]) for i in b) for b in batches]
     assert widths == sorted(widths, reverse=True)  # longest first
-    assert all(len(b) <= 16 and len(b) * -(-w // 8) * 8 <= 96 for b, w in zip(batches, widths))
+    assert all(len(b) <= 16 and len(b) * padded_width(w) <= 96 for b, w in zip(batches, widths))
     threads = torch.get_num_threads()
     try:
         results = []
@@ -192,7 +192,7 @@ def test_cpu_scoring_is_bit_identical_on_any_number_of_cores(work, monkeypatch):
     torch.testing.assert_close(results[0][:5], alone, atol=1e-5, rtol=0)
 
 
-def test_a_scoring_error_stops_the_workers(monkeypatch):
+def test_a_scoring_error_stops_the_workers():
     calls = []
 
     def failing_model(ids, mask):
