@@ -9,16 +9,23 @@ RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 DEMO_PARAMS := -S model.name=scratch-tiny -S train.lr=1e-3 -S train.epochs=2 -S train.batch_size=16 \
 	-S train.max_length=256 -S train.warmup_ratio=0.05
 
-.PHONY: setup demo repro test bench clean
+# `dvc exp run` records each experiment as a git commit under refs/exps: on a machine without a git identity the
+# demo uses a local one rather than stopping with DVC's "Git user name and email must be configured"
+GIT_IDENTITY := $(shell git config user.email >/dev/null 2>&1 || echo GIT_AUTHOR_NAME=rewardkit-demo \
+	GIT_AUTHOR_EMAIL=demo@localhost GIT_COMMITTER_NAME=rewardkit-demo GIT_COMMITTER_EMAIL=demo@localhost)
+
+.PHONY: setup demo repro test test-fast bench clean
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# the pinned dependencies, then the rewardkit package itself, editable (what `import rewardkit` finds)
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 demo: setup
-	$(RUN) $(BIN)/dvc exp run $(DEMO_PARAMS)
+	$(RUN) $(GIT_IDENTITY) $(BIN)/dvc exp run $(DEMO_PARAMS)
 	$(RUN) $(BIN)/dvc metrics show
 
 repro: setup
@@ -26,6 +33,10 @@ repro: setup
 
 test: setup
 	$(RUN) $(BIN)/python -m pytest -q
+
+# the in-process tier alone (no dvc, torchrun or subprocesses): for everyday work
+test-fast: setup
+	$(RUN) $(BIN)/python -m pytest -q -m "not e2e"
 
 # bench-only dependencies (TRL, the peer the trainer is timed against), at versions compatible with our pins
 $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed

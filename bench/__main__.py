@@ -3,9 +3,9 @@
     python -m bench [--workloads tiny small] [--steps N] [--warmup N] [--skip-peers] [--quick] [--no-record]
 
 In one run, back to back, on the same model directory, data and settings (batch 10 pairs, max length 512,
-AdamW lr 5e-5, fp32), each in its own subprocess: our trainer (bench/ours.py through stages.train.train_steps),
+AdamW lr 5e-5, fp32), each in its own subprocess: our trainer (bench/ours.py through rewardkit.optimization.optimize),
 TRL's RewardTrainer (bench/peers/trl_rm.py) and the original loop (bench/peers/original_loop.py); then our
-evaluator (stages.evaluate.score_pairs), and a no-op `dvc repro` (bench/repro.py). Workloads: DeBERTa-v3
+evaluator (rewardkit.evaluation.score_pairs), and a no-op `dvc repro` (bench/repro.py). Workloads: DeBERTa-v3
 architecture at scratch-tiny dims (hidden 128, 2 layers) and deberta-v3-small dims (hidden 768, 6 layers), random
 init, 8k SentencePiece vocabulary trained on the bench conversations (bench/workloads.py). Every trainer is given
 the same (warmup + steps) x batch pairs: ours and the original loop use them all (truncating), TRL drops the pairs

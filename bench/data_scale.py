@@ -16,17 +16,17 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import psutil
 import yaml
+
+from bench import system
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -80,6 +80,14 @@ def generate(path: Path, n: int, seed: int = 0) -> None:
     tmp.replace(path)
 
 
+STAGE_ARGS = {  # the paths dvc.yaml gives each stage
+    "validate": ["--validated", "data/validated.jsonl", "--rejects", "data/rejects.jsonl",
+                 "--metrics", "metrics/validate.json"],
+    "split": ["--input", "data/validated.jsonl", "--train", "data/train.jsonl", "--eval", "data/eval.jsonl",
+              "--metrics", "metrics/split.json"],
+}
+
+
 def run_stage(module: str, workdir: Path) -> dict[str, float]:
     """Run `python -m stages.<module>` in workdir and measure it.
 
@@ -90,7 +98,7 @@ def run_stage(module: str, workdir: Path) -> dict[str, float]:
     rss_all = 0
     with open(workdir / f"{module}.log", "wb") as log:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", f"stages.{module}"], cwd=workdir, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", f"stages.{module}", *STAGE_ARGS[module]], cwd=workdir, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
         watched = psutil.Process(proc.pid)
         while True:
@@ -124,13 +132,6 @@ def _children(process: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or "unknown CPU")
-    return (f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, torch {version('torch')}, "
-            f"numpy {version('numpy')}")
-
-
 def bench_size(n: int) -> list[dict]:
     data = OUT / f"pairs-{n}.jsonl"
     if not data.exists():
@@ -146,7 +147,8 @@ def bench_size(n: int) -> list[dict]:
     rows.append({"pairs": n, "stage": "validate+split", **{k: sum(r[k] for r in rows) for k in ("wall", "cpu")},
                  **{k: max(r[k] for r in rows) for k in ("rss", "rss_all")}})
     print((workdir / "validate.log").read_text().strip(), (workdir / "split.log").read_text().strip(), sep="\n")
-    shutil.rmtree(workdir / "data")  # ~1 GB at 1M pairs; the input is kept for the next run
+    shutil.rmtree(workdir / "data")
+    shutil.rmtree(workdir / "metrics", ignore_errors=True)  # ~1 GB at 1M pairs; the input is kept for the next run
     return rows
 
 
@@ -167,7 +169,7 @@ def report(rows: list[dict], command: str, load: tuple[float, float, float]) -> 
         verdict += (f"; peak RSS grows {low['rss_all']:.0f} -> {total['rss_all']:.0f} MB from {smallest:,} to "
                     f"{largest:,} pairs ({largest // smallest}x the data)")
     return "\n".join([f"## {datetime.date.today().isoformat()}: data stages at scale (bench/data_scale.py)", "",
-                      f"- machine: {machine()}; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+                      f"- machine: {system.machine()}; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
                       f"- command: `{command}`",
                       "- input: synthetic pairs, 300-650 bytes a line, ~3% rejected (duplicates, near-duplicates, "
                       "contradictions, broken lines); each stage runs as its own process",

@@ -4,13 +4,12 @@ its peak RSS is its own). Prints one JSON line, like the peer scripts.
     python -m bench.ours train MODEL_DIR DATA.jsonl [--steps 20] [--warmup 2] [--batch 10] [--max-length 512]
     python -m bench.ours eval MODEL_DIR DATA.jsonl [--batch 64] [--max-length 512]
 
-train: `stages.train.train_steps` (the train stage's loop) over DATA, which holds exactly (warmup + steps) x
-batch pairs, so one epoch is the run; its `on_step` callback stamps each optimizer step and the steps after the
-first `--warmup` are timed. Their real tokens are counted from the same length-grouped batch order
-(`length_grouped_batches` is a pure function of seed and epoch). Settings as the peers: AdamW lr 5e-5, constant
-schedule, fp32, no checkpoints.
-eval: `stages.evaluate.score_pairs` (encoding + `score_ids` in inference mode, the evaluate stage's code path)
-over all of DATA, after one small untimed warm-up call.
+train: `rewardkit.optimization.optimize` (the train stage's loop) over DATA, which holds exactly (warmup + steps)
+x batch pairs, so one epoch is the run; its `on_step` callback stamps each optimizer step with the real tokens it
+read, and the steps after the first `--warmup` are timed. Settings as the peers: AdamW lr 5e-5, constant schedule,
+fp32, no checkpoints.
+eval: `rewardkit.evaluation.score_pairs` (encoding + `score_sequences` in inference mode, the evaluate stage's
+code path) over all of DATA, after one small untimed warm-up call.
 """
 from __future__ import annotations
 
@@ -21,16 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from stages import distributed
-from stages.batching import length_grouped_batches
-from stages.config import TrainConfig
-from stages.encoding import encode_pairs
-from stages.evaluate import score_pairs
-from stages.modeling import load_base
-from stages.train import train_steps
+from rewardkit.config import TrainConfig
+from rewardkit.distributed import Ranks
+from rewardkit.encoding import encode_both_answers, encode_training_pairs
+from rewardkit.evaluation import score_pairs
+from rewardkit.model import load_base
+from rewardkit.optimization import optimize
 
 SEED = 42
 
@@ -44,22 +41,20 @@ def time_training(model_dir: str, data: str, steps: int, warmup: int, batch: int
                   compile_model: bool = False) -> dict:
     model, tokenizer = load_base(model_dir, "cls", SEED)
     rows = read_rows(data)
-    enc = encode_pairs(tokenizer, rows, max_length)
-    if len(enc.chosen) != (steps + warmup) * batch:
-        raise SystemExit(f"{data}: {len(enc.chosen)} usable pairs, expected (steps + warmup) x batch = "
+    pairs = encode_training_pairs(tokenizer, rows, max_length)
+    if len(pairs.chosen) != (steps + warmup) * batch:
+        raise SystemExit(f"{data}: {len(pairs.chosen)} usable pairs, expected (steps + warmup) x batch = "
                          f"{(steps + warmup) * batch}")
     cfg = TrainConfig(max_length=max_length, batch_size=batch, epochs=1, lr=5e-5, scheduler="constant",
                       warmup_ratio=0.0, checkpoint_every=0, device="cpu", compile=compile_model, seed=SEED)
-    stamps: list[float] = []
+    stamps: list[tuple[float, int]] = []  # (time, tokens) after each optimizer step
     with tempfile.TemporaryDirectory() as ckpt:
-        curve = train_steps(model, enc, cfg, torch.device("cpu"), distributed.Dist(), tokenizer.pad_token_id,
-                            Path(ckpt), on_step=lambda record: stamps.append(time.perf_counter()))
-    lengths = np.maximum([len(c) for c in enc.chosen], [len(r) for r in enc.rejected])
-    timed = length_grouped_batches(lengths, batch, SEED, 0)[warmup:warmup + steps]
-    tokens = sum(len(enc.chosen[j]) + len(enc.rejected[j]) for b in timed for j in b)
-    seconds = stamps[warmup + steps - 1] - stamps[warmup - 1]
+        curve = optimize(model, pairs, cfg, torch.device("cpu"), Ranks(), tokenizer.pad_token_id, Path(ckpt),
+                         on_step=lambda record: stamps.append((time.perf_counter(), record["tokens"])))
+    tokens = sum(n for _, n in stamps[warmup:warmup + steps])
+    seconds = stamps[warmup + steps - 1][0] - stamps[warmup - 1][0]
     return {"impl": "ours", "pairs_per_s": steps * batch / seconds, "s_per_step": seconds / steps,
-            "tokens": tokens, "kept_pairs": len(enc.chosen), "last_loss": curve[-1]["loss"],
+            "tokens": tokens, "kept_pairs": len(pairs.chosen), "last_loss": curve[-1]["loss"],
             "threads": torch.get_num_threads()}
 
 
@@ -67,13 +62,12 @@ def time_evaluation(model_dir: str, data: str, batch: int, max_length: int) -> d
     model, tokenizer = load_base(model_dir, "cls", SEED)
     model.eval()
     rows = read_rows(data)
-    meta, device = {"max_length": max_length}, torch.device("cpu")
-    score_pairs(model, tokenizer, meta, rows[:2], batch, device)  # warm-up: first-call allocations
+    device = torch.device("cpu")
+    score_pairs(model, tokenizer, max_length, rows[:2], batch, device)  # warm-up: first-call allocations
     start = time.perf_counter()
-    chosen, rejected = score_pairs(model, tokenizer, meta, rows, batch, device)
+    chosen, rejected = score_pairs(model, tokenizer, max_length, rows, batch, device)
     seconds = time.perf_counter() - start
-    enc = encode_pairs(tokenizer, rows, max_length)  # only to count the tokens that were scored
-    tokens = sum(len(c) + len(r) for c, r in zip(enc.chosen, enc.rejected))
+    tokens = sum(map(len, encode_both_answers(tokenizer, rows, max_length).ids))  # the tokens that were scored
     return {"impl": "ours-eval", "pairs_per_s": len(rows) / seconds, "seconds": seconds, "tokens": tokens,
             "accuracy": (chosen > rejected).double().mean().item()}
 

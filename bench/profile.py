@@ -1,4 +1,4 @@
-"""Profile our training step with torch.profiler: where the time of `stages.train.train_steps` goes.
+"""Profile our training step with torch.profiler: where the time of `rewardkit.optimization.optimize` goes.
 
     python -m bench.profile [--workload small] [--steps 2] [--warmup 1] [--max-length 512] [--threads N]
 
@@ -18,11 +18,11 @@ from torch.profiler import ProfilerActivity, profile
 
 from bench import workloads
 from bench.ours import SEED, read_rows
-from stages import distributed
-from stages.config import TrainConfig
-from stages.encoding import encode_pairs
-from stages.modeling import load_base
-from stages.train import train_steps
+from rewardkit.config import TrainConfig
+from rewardkit.distributed import Ranks
+from rewardkit.encoding import encode_training_pairs
+from rewardkit.model import load_base
+from rewardkit.optimization import optimize
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear")
 
@@ -42,7 +42,7 @@ def main() -> None:
     train, _ = workloads.bench_data()
     model, tokenizer = load_base(str(workloads.model_dir(a.workload, train)), "cls", SEED)
     rows = read_rows(str(workloads.first_rows(train, (a.steps + a.warmup) * a.batch)))
-    enc = encode_pairs(tokenizer, rows, a.max_length)
+    pairs = encode_training_pairs(tokenizer, rows, a.max_length)
     cfg = TrainConfig(max_length=a.max_length, batch_size=a.batch, epochs=1, lr=5e-5, scheduler="constant",
                       warmup_ratio=0.0, checkpoint_every=0, device="cpu", seed=SEED)
     prof = profile(activities=[ProfilerActivity.CPU])
@@ -54,8 +54,8 @@ def main() -> None:
             prof.stop()
 
     with tempfile.TemporaryDirectory() as ckpt:
-        train_steps(model, enc, cfg, torch.device("cpu"), distributed.Dist(), tokenizer.pad_token_id, Path(ckpt),
-                    on_step=on_step)
+        optimize(model, pairs, cfg, torch.device("cpu"), Ranks(), tokenizer.pad_token_id, Path(ckpt),
+                 on_step=on_step)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     print(f"threads {torch.get_num_threads()}; {a.steps} profiled steps; self CPU total {total / 1e6:.1f} s")

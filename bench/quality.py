@@ -4,10 +4,10 @@
 
 Both start from the same randomly initialised model directory and are given the same first steps x batch
 bench pairs (batch 10, max length 512, AdamW without weight decay, constant lr, fp32): ours through
-`stages.train.train_steps`, TRL through bench/peers/trl_rm.py (which drops the pairs longer than max_length and
+`rewardkit.optimization.optimize`, TRL through bench/peers/trl_rm.py (which drops the pairs longer than max_length and
 cycles over the rest). Each trained model is scored on the held-out bench pairs with its own training-time
 encoding (ours: [CLS] prompt [SEP] response [SEP], prompt cut from the left; TRL's: prompt + response + EOS,
-untruncated), by the same scorer (`stages.modeling.score_ids`, inference mode). TRL cannot score a pair longer
+untruncated), by the same scorer (`rewardkit.inference.score_sequences`, inference mode). TRL cannot score a pair longer
 than max_length without a truncation it never trained with, so the comparison is on the held-out pairs that fit
 in max_length in both encodings ("fit"); ours is also reported on all held-out pairs. Ties count 1/2.
 "Within noise": the gap of the seed means is compared with the standard error of a difference of two
@@ -26,11 +26,12 @@ import torch
 
 from bench import system, workloads
 from bench.ours import read_rows
-from stages import distributed
-from stages.config import TrainConfig
-from stages.encoding import encode_pairs
-from stages.modeling import load_base, score_ids
-from stages.train import train_steps
+from rewardkit.config import TrainConfig
+from rewardkit.distributed import Ranks
+from rewardkit.encoding import encode_training_pairs
+from rewardkit.inference import score_sequences
+from rewardkit.model import load_base
+from rewardkit.optimization import optimize
 
 BATCH, MAX_LENGTH = 10, 512
 TRL = Path(__file__).resolve().parent / "peers" / "trl_rm.py"
@@ -38,11 +39,11 @@ TRL = Path(__file__).resolve().parent / "peers" / "trl_rm.py"
 
 def train_ours(model_dir: Path, data: Path, steps: int, lr: float, seed: int, out: Path) -> Path:
     model, tokenizer = load_base(str(model_dir), "cls", seed)
-    enc = encode_pairs(tokenizer, read_rows(str(data)), MAX_LENGTH)
+    pairs = encode_training_pairs(tokenizer, read_rows(str(data)), MAX_LENGTH)
     cfg = TrainConfig(max_length=MAX_LENGTH, batch_size=BATCH, epochs=1, lr=lr, weight_decay=0.0,
                       scheduler="constant", warmup_ratio=0.0, checkpoint_every=0, device="cpu", seed=seed)
     with tempfile.TemporaryDirectory() as ckpt:
-        train_steps(model, enc, cfg, torch.device("cpu"), distributed.Dist(), tokenizer.pad_token_id, Path(ckpt))
+        optimize(model, pairs, cfg, torch.device("cpu"), Ranks(), tokenizer.pad_token_id, Path(ckpt))
     model.hf.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
@@ -66,7 +67,7 @@ def trl_encoding(tokenizer, rows: list[dict]) -> tuple[list[list[int]], list[lis
 def correct(model_dir: Path, chosen: list[list[int]], rejected: list[list[int]]) -> torch.Tensor:
     """Per pair: 1 if r(chosen) > r(rejected), 1/2 on a tie, else 0."""
     model, tokenizer = load_base(str(model_dir), "cls", 0)
-    rewards = score_ids(model.eval(), chosen + rejected, tokenizer.pad_token_id, 64, torch.device("cpu"))
+    rewards = score_sequences(model.eval(), chosen + rejected, tokenizer.pad_token_id, 64, torch.device("cpu"))
     r_chosen, r_rejected = rewards[:len(chosen)], rewards[len(chosen):]
     return (r_chosen > r_rejected).double() + 0.5 * (r_chosen == r_rejected).double()
 
@@ -84,7 +85,7 @@ def main() -> None:
     data = workloads.first_rows(train, a.steps * BATCH)
     rows = read_rows(str(held_out))
     _, tokenizer = load_base(str(model_dir), "cls", 0)
-    ours_enc = encode_pairs(tokenizer, rows, MAX_LENGTH)
+    ours_enc = encode_training_pairs(tokenizer, rows, MAX_LENGTH)
     if len(ours_enc.chosen) != len(rows):
         raise SystemExit(f"{held_out}: {len(rows) - len(ours_enc.chosen)} pairs identical after truncation")
     trl_chosen, trl_rejected = trl_encoding(tokenizer, rows)

@@ -9,8 +9,8 @@ something to learn without a length bias (both answer lengths are drawn independ
 randomly initialised model picks up within a few hundred steps, which makes `bench.quality` discriminate; the topic
 drift needs the prompt and is learnt far more slowly.
 
-Models: DeBERTa-v3 architecture from stages.modeling.SCRATCH_SIZES with an 8k SentencePiece vocabulary trained
-on the bench training texts (stages.modeling.build_scratch), random init, seed 0.
+Models: DeBERTa-v3 architecture from rewardkit.scratch.SCRATCH_SIZES with an 8k SentencePiece vocabulary trained
+on the bench training texts (rewardkit.scratch.build_scratch), random init, seed 0.
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def first_rows(path: Path, n: int) -> Path:
 def model_dir(workload: str, train_data: Path) -> Path:
     """A randomly initialised DeBERTa-v3-architecture model of `workload` dims, with an 8k-vocab tokenizer
     trained on `train_data`."""
-    from stages.modeling import build_scratch
+    from rewardkit.scratch import build_scratch
 
     out = OUT / "models" / f"{workload}-{train_data.stem}-v{VOCAB_SIZE}"
     if not (out / "config.json").exists():

@@ -14,7 +14,7 @@ first-words cue.
 
     python dataset/make_financial_rewards.py [--seed S] [--n N] [--out PATH]
 
-Standard library only; the same seed and N always give byte-identical output.
+Standard library only (and `rewardkit.text`, which is too); the same seed and N always give byte-identical output.
 """
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: run as a script from anywhere
+from rewardkit.text import normalise  # noqa: E402  (the near-duplicate key of the validate stage)
 
 DEFAULT_SEED = 20240611
 DEFAULT_N = 2400
@@ -836,8 +839,8 @@ def tax_early_withdrawal(rng: random.Random) -> Item:
                     f"{pct(tau, 0)} bracket.",
                     f"What happens tax-wise if I cash out {dollars(b)} of my 401(k) at {age}? My bracket is "
                     f"{pct(tau, 0)}."))
-    chosen = [f"Before age 59½ a 401(k) withdrawal is generally taxed as ordinary income plus a 10% additional tax, "
-              f"unless an exception applies.",
+    chosen = ["Before age 59½ a 401(k) withdrawal is generally taxed as ordinary income plus a 10% additional tax, "
+              "unless an exception applies.",
               f"Roughly: {dollars(b)} × ({dec(tau)} + 0.10) = {money(lost)} in federal tax, leaving about "
               f"{money(b - lost)}."]
     chosen += maybe(rng, 0.6, "A large withdrawal can push part of it into a higher bracket, state tax may apply, "
@@ -966,8 +969,8 @@ def risk_emergency_crypto(rng: random.Random) -> Item:
                     f"crypto so it grows faster?",
                     f"Is it smart to keep my {dollars(e)} emergency fund in Bitcoin instead of a savings account?"))
     left = e * 0.4
-    chosen = [f"I wouldn't. An emergency fund has to be there at full value when something goes wrong, and crypto has "
-              f"fallen more than 50% in past downturns.",
+    chosen = ["I wouldn't. An emergency fund has to be there at full value when something goes wrong, and crypto has "
+              "fallen more than 50% in past downturns.",
               f"If yours fell 60% just as you lost a job, {dollars(e)} would be about {money(left)}, roughly "
               f"{left / monthly:.1f} months of expenses instead of {k}."]
     chosen += maybe(rng, 0.6, "Keep it in a high-yield savings account or money market fund, and use a small slice of "
@@ -1404,11 +1407,6 @@ def generate(seed: int = DEFAULT_SEED, n: int = DEFAULT_N) -> list[dict[str, str
 # =============================================================================================== checks
 
 TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
-
-
-def normalise(text: str) -> str:
-    """Whitespace collapsed and casefolded: how stages/validate.py spots near-duplicates and contradictions."""
-    return " ".join(text.split()).casefold()
 
 
 def features(text: str) -> set[str]:

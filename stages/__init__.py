@@ -1,1 +1,2 @@
-"""Pipeline stages: each module has a `main(cfg)` and runs as `python -m stages.<name>`."""
+"""DVC stage entry points: `python -m stages.<stage>` reads its params.yaml sections, takes its file paths from
+the command line (dvc.yaml names every file of the pipeline) and calls the `rewardkit` library."""

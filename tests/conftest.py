@@ -1,112 +1,225 @@
-"""Shared fixtures: small JSONL files, a throw-away git+DVC copy of the project, and stage/DVC runners.
+"""The shared test fixtures and helpers, in one place.
 
-- `write_jsonl(rows, name="data.jsonl")` writes rows (dicts/lists/numbers are JSON-encoded, str and bytes are
-  written as the line itself) or a whole file given as bytes, under tmp_path; returns the path.
-- `repo_copy` is a committed git repository in tmp_path/"repo" holding the project's files (tracked plus
-  untracked-but-not-ignored, as `git ls-files -co --exclude-standard` lists them).
-- `run_dvc(repo, *args)` runs this venv's `dvc` in `repo`; `run_stage(cwd, "validate")` runs
-  `python -m stages.validate` in `cwd` with the project importable. Both return the CompletedProcess (text
-  output captured, never raising on a non-zero exit).
-- `git(repo, *args)` runs git with a fixed identity (check=True).
-- `write_params(dir, {"split": {"eval_fraction": 0.2}})` writes dir/params.yaml: the project's params.yaml with
-  the given sections updated key by key.
+Two tiers: tests/unit/ runs in this process (tiny models built here, library calls, no subprocesses; `make
+test-fast`), tests/e2e/ starts real processes (dvc, torchrun, the stage CLIs, servers) and is marked `e2e`.
+
+Data: `easy_rows(n)` (arithmetic pairs a tiny model learns in a few steps), `write_jsonl(path, rows)`.
+Models: `tiny_config(**overrides)` (DeBERTa-v3 architecture at test size), the session fixtures `tiny_base`
+(a random-init base directory with a SentencePiece tokenizer, what `model.name` points at) and `trained_model`
+(a stage working directory after train + evaluate of that base on easy pairs).
+Stages: `stage_args(stage)` (the paths dvc.yaml gives it), `write_params(dir, sections)` (dir's params.yaml, or the
+project's, with sections updated key by key), `run_stage(cwd, stage, *args)` (a real `python -m stages.<stage>`).
+Repositories: `git(repo, *args)` with its own identity, `repo_copy` (the project in a committed git repo),
+`run_dvc(repo, *args)`. Subprocesses get a HOME of their own, so no user git config or cache is ever used.
 """
 from __future__ import annotations
 
 import json
 import os
+import random
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-if str(REPO_ROOT) not in sys.path:  # tests import `stages` whatever directory pytest was started from
-    sys.path.insert(0, str(REPO_ROOT))
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "tests", "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+                "GIT_COMMITTER_NAME": "tests", "GIT_COMMITTER_EMAIL": "tests@example.invalid"}
 
 
-def _env(extra_pythonpath: Path | None = None) -> dict[str, str]:
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    if extra_pythonpath is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_pythonpath), os.environ.get("PYTHONPATH")]))
-    return env
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e/ is in the e2e tier (`-m "not e2e"` leaves it out)."""
+    for item in items:
+        if (REPO_ROOT / "tests" / "e2e") in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
 
 
-def _run_dvc(repo: str | os.PathLike, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "dvc"), *args], cwd=repo, env=_env(), capture_output=True, text=True,
-                          timeout=timeout)
+# ----------------------------------------------------------------------------------------------------- data
+def easy_rows(n: int, seed: int = 0, prefix: str = "") -> list[dict]:
+    """Arithmetic questions whose chosen answer is right and rejected answer hedges with a wrong sum."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(1, 999), rng.randint(1, 999)
+        prompt = f"User: {prefix}what is {a} plus {b}? (case {seed}-{i})\nAssistant:"
+        wrong = a + b + rng.choice([-10, -2, -1, 1, 3, 7])
+        rows.append({"prompt": prompt, "chosen": f" The sum is {a + b}.",
+                     "rejected": f" Probably about {wrong}, but I am not sure."})
+    return rows
 
 
-def _run_stage(cwd: str | os.PathLike, module: str, *args: str, timeout: float = 300,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`python -m stages.<module>` in `cwd`; the project is put on PYTHONPATH so cwd can be any directory."""
-    module = module if "." in module else f"stages.{module}"
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**_env(REPO_ROOT), **(env or {})})
+def write_jsonl(path: Path, rows: Iterable[object]) -> Path:
+    """Rows as JSONL (dicts and lists are JSON-encoded, str and bytes written as the line itself)."""
+    def line(row: object) -> bytes:
+        if isinstance(row, bytes):
+            return row
+        return (row if isinstance(row, str) else json.dumps(row)).encode("utf-8")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(line(r) + b"\n" for r in rows))
+    return path
 
 
-def _line(row: object) -> bytes:
-    if isinstance(row, bytes):
-        return row
-    if isinstance(row, str):
-        return row.encode("utf-8")
-    return json.dumps(row, ensure_ascii=False).encode("utf-8")
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.fixture
-def write_jsonl(tmp_path: Path) -> Callable[..., Path]:
-    def write(rows: Iterable[object] | bytes, name: str | os.PathLike = "data.jsonl") -> Path:
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rows if isinstance(rows, bytes) else b"".join(_line(r) + b"\n" for r in rows))
-        return path
-    return write
+# --------------------------------------------------------------------------------------------------- models
+def tiny_config(**overrides) -> dict:
+    """DebertaV2Config values of a test-size DeBERTa-v3 (everything but the sizes as in deberta-v3-small)."""
+    from rewardkit.scratch import DEBERTA_V3_SMALL
+
+    return {**DEBERTA_V3_SMALL, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "intermediate_size": 128, **overrides}
 
 
-def _write_params(directory: str | os.PathLike, sections: dict[str, dict]) -> Path:
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+def build_tiny_base(out_dir: Path, rows: list[dict], seed: int = 0, vocab_size: int = 400, **sizes) -> Path:
+    """A randomly initialised tiny DeBERTa-v3 reward model and a SentencePiece tokenizer trained on `rows`."""
+    from rewardkit.scratch import build_scratch
+
+    texts = [t for r in rows for t in (r["prompt"], r["chosen"], r["rejected"])]
+    return build_scratch(tiny_config(**sizes), texts, vocab_size, out_dir, seed)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """One tiny base for the session, its tokenizer trained on easy_rows of seeds 0-2."""
+    rows = easy_rows(300) + easy_rows(60, seed=1) + easy_rows(60, seed=2)
+    return build_tiny_base(tmp_path_factory.mktemp("tiny-base") / "base", rows)
+
+
+def train_in_process(work: Path, base: Path, train_rows: list[dict], eval_rows: list[dict] | None = None,
+                     **params) -> Path:
+    """Run the train (and evaluate) stage's library code in `work` with the paths dvc.yaml gives them;
+    `params` override params.yaml as {"train": {...}}."""
+    from rewardkit.config import EvaluateConfig, ModelConfig, TrainConfig, build
+    from rewardkit.distributed import Ranks
+    from rewardkit.evaluation import evaluate_model
+    from rewardkit.training import train_reward_model
+
+    sections = {"model": {"name": str(base)}, **params}
+    merged = yaml.safe_load(write_params(work, sections).read_text(encoding="utf-8"))
+    write_jsonl(work / "data" / "train.jsonl", train_rows)
+    train_cfg = build(TrainConfig, merged)
+    train_reward_model(train_paths(work), build(ModelConfig, merged), train_cfg, resolve_cpu(), Ranks())
+    if eval_rows is not None:
+        write_jsonl(work / "data" / "eval.jsonl", eval_rows)
+        evaluate_model(evaluate_paths(work), build(EvaluateConfig, merged), device="cpu")
+    return work
+
+
+def resolve_cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, tiny_base) -> Path:
+    """A stage working directory after train + evaluate of the tiny base: 4 steps on 32 easy pairs at a high
+    learning rate without warm-up, so chosen and rejected rewards already differ. models/reward_model is in it."""
+    work = tmp_path_factory.mktemp("trained")
+    return train_in_process(work, tiny_base, easy_rows(32, seed=1), easy_rows(12, seed=2),
+                            train={"max_length": 64, "epochs": 1, "batch_size": 8, "lr": 1e-2,
+                                   "warmup_ratio": 0.0, "checkpoint_every": 0})
+
+
+# --------------------------------------------------------------------------------------------------- stages
+def dvc_stage(stage: str) -> dict:
+    return yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"][stage]
+
+
+def stage_args(stage: str) -> list[str]:
+    """The arguments dvc.yaml's cmd gives `python -m stages.<stage>` (its file paths)."""
+    return shlex.split(dvc_stage(stage)["cmd"])[3:]
+
+
+def _paths(stage: str, work: Path) -> dict[str, Path]:
+    args = stage_args(stage)
+    return {flag.removeprefix("--"): work / value for flag, value in zip(args[::2], args[1::2])}
+
+
+def train_paths(work: Path):
+    from rewardkit.training import TrainPaths
+
+    p = _paths("train", work)
+    return TrainPaths(p["data"], p["model"], p["metrics"], p["curve"], p["scratch"])
+
+
+def evaluate_paths(work: Path):
+    from rewardkit.evaluation import EvaluatePaths
+
+    p = _paths("evaluate", work)
+    return EvaluatePaths(p["pairs"], p["model"], p["scores"], p["metrics"], p["histogram"], p["calibration"])
+
+
+def write_params(directory: Path, sections: dict[str, dict]) -> Path:
+    """directory/params.yaml with the given sections updated key by key: the file already there (a repository
+    copy's), else the project's params.yaml."""
+    existing = directory / "params.yaml"
+    params = yaml.safe_load((existing if existing.is_file() else REPO_ROOT / "params.yaml").read_text("utf-8"))
     for section, values in sections.items():
         params[section] = {**(params.get(section) or {}), **values}
-    path = Path(directory) / "params.yaml"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return path
 
 
-# The helpers below are session-scoped so module-scoped fixtures can use them too.
-@pytest.fixture(scope="session")
-def write_params() -> Callable[..., Path]:
-    return _write_params
+def subprocess_env(home: Path | None = None, **extra: str) -> dict[str, str]:
+    """The environment of every process a test starts: this venv first on PATH, the project importable, a HOME
+    of its own (no user git config, pip or HF cache) and a git identity of its own."""
+    home = home or Path(os.environ.get("PYTEST_HOME", "/nonexistent"))
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(REPO_ROOT), "HOME": str(home), "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY, **extra}
 
 
-@pytest.fixture(scope="session")
-def run_dvc() -> Callable[..., subprocess.CompletedProcess]:
-    return _run_dvc
+@pytest.fixture(scope="session", autouse=True)
+def _empty_home(tmp_path_factory) -> None:
+    """Every subprocess runs with an empty HOME, as on a fresh machine."""
+    home = tmp_path_factory.mktemp("home")
+    os.environ["PYTEST_HOME"] = str(home)
 
 
-@pytest.fixture(scope="session")
-def run_stage() -> Callable[..., subprocess.CompletedProcess]:
-    return _run_stage
+def run_stage(cwd: Path, stage: str, *args: str, timeout: float = 300,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m stages.<stage> *args` (default: dvc.yaml's arguments) in `cwd`; text output captured."""
+    module = stage if "." in stage else f"stages.{stage}"
+    argv = list(args) if args else (stage_args(stage) if "." not in stage else [])
+    return subprocess.run([sys.executable, "-m", module, *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**subprocess_env(), **(env or {})})
 
 
-def _git(repo: str | os.PathLike, *args: str) -> subprocess.CompletedProcess:
-    """git in `repo` with a fixed identity, so commits work on machines without a git config."""
-    return subprocess.run(["git", "-c", "user.email=tests@example.invalid", "-c", "user.name=tests", *args],
-                          cwd=repo, capture_output=True, text=True, check=True)
+# ----------------------------------------------------------------------------------------------- git + dvc
+SMALL_PIPELINE = {"data": {"path": "dataset/small.jsonl"},
+                  "model": {"name": "scratch-tiny", "scratch_vocab_size": 600},
+                  "train": {"max_length": 64, "batch_size": 16, "epochs": 2, "lr": 1e-3, "checkpoint_every": 0},
+                  "evaluate": {"batch_size": 32}}
+"""params.yaml sections of a whole pipeline that runs in seconds on dataset/small.jsonl (scratch-tiny)."""
 
 
-@pytest.fixture(scope="session")
-def git() -> Callable[..., subprocess.CompletedProcess]:
-    return _git
+def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,
+                          env=subprocess_env())
+
+
+def run_dvc(repo: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "dvc"), *args], cwd=repo, capture_output=True, text=True,
+                          timeout=timeout, env={**subprocess_env(), **(env or {})})
 
 
 @pytest.fixture
 def repo_copy(tmp_path: Path) -> Path:
-    """A committed git repository with the project's files, where `dvc repro` can run without touching ours."""
+    """A committed git repository with the project's files (tracked and untracked-but-not-ignored), where
+    `dvc repro` can run without touching ours."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT,
                             capture_output=True, check=True).stdout.decode().split("\0")
     repo = tmp_path / "repo"
@@ -115,7 +228,8 @@ def repo_copy(tmp_path: Path) -> Path:
         if source.is_file():  # deleted-but-tracked files are listed too
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, repo / name)
-    _git(repo.parent, "init", "-q", str(repo))
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "copy of the project for a test")
+    git(repo.parent, "init", "-q", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "copy of the project for a test")
     return repo
+

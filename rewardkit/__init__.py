@@ -1,0 +1,26 @@
+"""rewardkit: train, evaluate and serve pairwise (Bradley–Terry) reward models.
+
+    from rewardkit import RewardScorer
+    scorer = RewardScorer.from_pretrained("models/reward_model")
+    rewards = scorer.score(prompt, candidates)
+
+The public names load on first use, so the data stages import this package without torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "RewardScorer": "rewardkit.scorer",
+    "load_artifact": "rewardkit.artifact",
+    "save_artifact": "rewardkit.artifact",
+    "RewardModel": "rewardkit.model",
+    "UserError": "rewardkit.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rewardkit' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

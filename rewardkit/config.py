@@ -1,0 +1,256 @@
+"""One frozen, typed config per params.yaml section.
+
+`load(XConfig, path)` reads the params file, builds the section with `XConfig(**params[section])` and so fails on a
+misspelled key; `__post_init__` casts values to the annotated types (DVC's `-S lr=1e-6` is written as `1e-06`,
+which PyYAML reads as a string) and checks ranges. All problems of a section are reported at once, each
+naming its key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar, get_type_hints
+
+import yaml
+
+from rewardkit.errors import UserError
+
+PARAMS_FILE = "params.yaml"  # DVC's default params file, in the directory a stage runs in
+
+
+def _cast(value: Any, kind: type, key: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError(f"{key}: expected true or false, got {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}: expected a number, got {value!r}") from None
+        if kind is int:
+            if number != int(number):
+                raise ValueError(f"{key}: expected a whole number, got {value!r}")
+            return int(number)
+        return number
+    if kind is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+class Section:
+    """Base of the typed sections: casts fields, collects range errors from `check()`."""
+
+    section: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name, kind in get_type_hints(type(self)).items():
+            if name == "section":
+                continue
+            try:
+                object.__setattr__(self, name, _cast(getattr(self, name), kind, f"{self.section}.{name}"))
+            except ValueError as e:
+                problems.append(str(e))
+        if not problems:
+            problems = [f"{self.section}.{p}" for p in self.check()]
+        if problems:
+            raise UserError(f"{PARAMS_FILE}: " + "; ".join(problems))
+
+    def check(self) -> list[str]:
+        """Range checks: return 'key: what is wrong' strings (key without the section prefix)."""
+        return []
+
+
+@dataclass(frozen=True)
+class DataConfig(Section):
+    section: ClassVar[str] = "data"
+    path: str = "dataset/financial_rewards.jsonl"
+    """The preference JSONL: one {"prompt", "chosen", "rejected"} object per line."""
+
+
+@dataclass(frozen=True)
+class ValidateConfig(Section):
+    section: ClassVar[str] = "validate"
+    max_line_bytes: int = 1_000_000
+    """Lines longer than this (in bytes) are rejected as line_too_long."""
+    max_reject_fraction: float = 0.05
+    """The stage fails when more than this fraction of the lines read is rejected."""
+
+    def check(self) -> list[str]:
+        out = []
+        if self.max_line_bytes < 16:
+            out.append(f"max_line_bytes: must be at least 16, got {self.max_line_bytes}")
+        if not 0 <= self.max_reject_fraction <= 1:
+            out.append(f"max_reject_fraction: must be in [0, 1], got {self.max_reject_fraction}")
+        return out
+
+
+@dataclass(frozen=True)
+class SplitConfig(Section):
+    section: ClassVar[str] = "split"
+    eval_fraction: float = 0.1
+    """Fraction of pairs held out for evaluation; whole prompt groups go to one side."""
+    seed: int = 20240611
+    """Key of the prompt hash: another seed gives another (equally stable) split."""
+
+    def check(self) -> list[str]:
+        if not 0 < self.eval_fraction < 1:
+            return [f"eval_fraction: must be strictly between 0 and 1, got {self.eval_fraction}"]
+        return []
+
+
+POOLINGS = ("cls", "mean")
+SCRATCH_BASES = ("scratch-tiny", "scratch-deberta-v3-small")  # their sizes: rewardkit.scratch.SCRATCH_SIZES
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    section: ClassVar[str] = "model"
+    name: str = "microsoft/deberta-v3-small"
+    """Base model: a hub id, a local directory, or scratch-tiny / scratch-deberta-v3-small (offline)."""
+    pooling: str = "cls"
+    """cls: the standard HF sequence-classification head; mean: masked mean of the last hidden states."""
+    scratch_vocab_size: int = 8000
+    """SentencePiece vocabulary size for the scratch-* bases (trained on the training split)."""
+
+    def check(self) -> list[str]:
+        out = []
+        if self.pooling not in POOLINGS:
+            out.append(f"pooling: must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.scratch_vocab_size < 300:
+            out.append(f"scratch_vocab_size: must be at least 300, got {self.scratch_vocab_size}")
+        if not self.name.strip():
+            out.append("name: must not be empty")
+        elif self.name not in SCRATCH_BASES and not os.path.isdir(self.name) and not _looks_like_hub_id(self.name):
+            out.append(f"name: {self.name!r} is neither a local directory, a hub id (owner/name) nor one of "
+                       f"{', '.join(SCRATCH_BASES)}")
+        return out
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    ok = all(p and all(c.isalnum() or c in "-_." for c in p) and not p.startswith(("-", ".")) for p in parts)
+    return ok and 1 <= len(parts) <= 2 and not name.startswith(("/", "./", "../"))
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    section: ClassVar[str] = "train"
+    max_length: int = 512
+    """Tokens per `[CLS] prompt [SEP] response [SEP]`; the prompt is cut from the left first."""
+    batch_size: int = 16
+    """Pairs per optimizer step in total: split over processes and accumulation steps, so changing
+    nproc_per_node or grad_accum_steps keeps the optimisation the same."""
+    grad_accum_steps: int = 1
+    """Micro-batches per process per optimizer step (trades memory for time)."""
+    epochs: int = 1
+    """Passes over the training split."""
+    lr: float = 2e-5
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
+    scheduler: str = "linear"
+    """A `transformers.get_scheduler` name: linear, cosine, constant_with_warmup, ..."""
+    warmup_ratio: float = 0.1
+    """Fraction of optimizer steps spent in linear warm-up."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0 disables clipping)."""
+    center_rewards_coef: float = 0.0
+    """Weight of the reward-centering term E[(r+ + r-)^2] (0.01 is a common choice)."""
+    use_margin: bool = True
+    """Use a row's numeric `margin` field: loss = -log σ(r+ - r- - margin)."""
+    seed: int = 42
+    """Seed for initialisation (scratch bases and the new head) and batch order."""
+    device: str = "auto"
+    """auto (cuda when present), cpu or cuda. CUDA trains with bf16 autocast, CPU in fp32."""
+    compile: bool = False
+    """torch.compile the model; sequence lengths are padded to a multiple of 64 to bound recompiles."""
+    checkpoint_every: int = 200
+    """Optimizer steps between resumable checkpoints in .scratch/ (0 disables checkpoints)."""
+    nproc_per_node: int = 1
+    """Processes (GPUs) per node; above 1 the stage relaunches itself under torchrun with DDP."""
+
+    def check(self) -> list[str]:
+        from transformers.trainer_utils import SchedulerType
+
+        out = []
+        for key in ("max_length", "batch_size", "grad_accum_steps", "epochs", "nproc_per_node"):
+            if getattr(self, key) < 1:
+                out.append(f"{key}: must be at least 1, got {getattr(self, key)}")
+        if self.max_length < 8:
+            out.append(f"max_length: must be at least 8, got {self.max_length}")
+        if self.batch_size % (self.nproc_per_node * self.grad_accum_steps):
+            out.append(f"batch_size: {self.batch_size} pairs cannot be split evenly over nproc_per_node="
+                       f"{self.nproc_per_node} x grad_accum_steps={self.grad_accum_steps}")
+        if not self.lr > 0:
+            out.append(f"lr: must be positive, got {self.lr}")
+        for key in ("weight_decay", "max_grad_norm", "center_rewards_coef", "checkpoint_every"):
+            if getattr(self, key) < 0:
+                out.append(f"{key}: must not be negative, got {getattr(self, key)}")
+        if not 0 <= self.warmup_ratio < 1:
+            out.append(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        names = [s.value for s in SchedulerType]
+        if self.scheduler not in names:
+            out.append(f"scheduler: must be one of {', '.join(names)}, got {self.scheduler!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            out.append(f"device: must be auto, cpu or cuda, got {self.device!r}")
+        return out
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(Section):
+    section: ClassVar[str] = "evaluate"
+    batch_size: int = 64
+    """Pairs per inference batch (batches are length-sorted)."""
+    calibration_bins: int = 10
+    """Equal-width confidence bins for ECE and the calibration curve."""
+
+    def check(self) -> list[str]:
+        out = []
+        if self.batch_size < 1:
+            out.append(f"batch_size: must be at least 1, got {self.batch_size}")
+        if not 2 <= self.calibration_bins <= 100:
+            out.append(f"calibration_bins: must be in [2, 100], got {self.calibration_bins}")
+        return out
+
+
+S = TypeVar("S", bound=Section)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            params = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: run from the project root") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(params, dict):
+        raise UserError(f"{path} must be a mapping of sections")
+    return params
+
+
+def build(cls: type[S], params: dict) -> S:
+    """`cls(**params[cls.section])`, with unknown or mistyped keys reported by name."""
+    values = params.get(cls.section) or {}
+    if not isinstance(values, dict):
+        raise UserError(f"{PARAMS_FILE}: section {cls.section!r} must be a mapping")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"{PARAMS_FILE}: unknown key(s) {', '.join(cls.section + '.' + k for k in unknown)}; "
+                        f"valid keys: {', '.join(sorted(known))}")
+    return cls(**values)
+
+
+def load(cls: type[S], path: str | Path = PARAMS_FILE) -> S:
+    return build(cls, load_params(path))

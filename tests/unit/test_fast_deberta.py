@@ -1,0 +1,108 @@
+"""rewardkit.fast_deberta computes transformers' DebertaV2 rewards and gradients, without the work on padding."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+from rewardkit import fast_deberta
+from rewardkit.batching import pad
+from rewardkit.deberta_ops import plan
+from rewardkit.model import RewardModel, disable_dropout
+from tests.conftest import tiny_config
+
+LENGTHS = (5, 37, 60, 1, 23, 44, 60, 58)  # right-padded to 64; a lone [CLS]; two equal, one 7/8 of them
+
+
+def tiny_model(seed: int = 0, **overrides) -> DebertaV2ForSequenceClassification:
+    # a large init scale so that rewards and gradients are far from zero and differences would show
+    config = DebertaV2Config(**tiny_config(initializer_range=0.5, **overrides), vocab_size=300, num_labels=1,
+                             pad_token_id=0)
+    torch.manual_seed(seed)
+    model = DebertaV2ForSequenceClassification(config)
+    disable_dropout(model)
+    return model
+
+
+def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return pad([torch.randint(4, 300, (n,), generator=gen).tolist() for n in LENGTHS], pad_id=0)
+
+
+def rewards_and_grads(model: RewardModel, ids: torch.Tensor, mask: torch.Tensor):
+    model.zero_grad(set_to_none=True)
+    rewards = model(ids, mask)
+    (rewards * torch.arange(1.0, len(rewards) + 1)).sum().backward()  # distinct weights: every row matters
+    return rewards.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+CONFIGS = {
+    "v3": {},  # deberta-v3: shared attention keys, c2p + p2c, 256 log buckets
+    "separate-pos-proj": {"share_att_key": False},
+    "c2p-only": {"pos_att_type": ["c2p"]},
+    "p2c-only": {"pos_att_type": ["p2c"]},
+    "log-buckets": {"position_buckets": 8, "max_position_embeddings": 64},  # lengths beyond the exact buckets
+    "relu": {"hidden_act": "relu"},  # not gelu: the feed-forward runs transformers' modules
+    "one-layer": {"num_hidden_layers": 1},  # with cls pooling the only layer is the first-token-only last one
+}
+CASES = [(name, "cls", "cpu-chunks") for name in CONFIGS] + [
+    ("v3", "mean", "cpu-chunks"), ("v3", "cls", "one-chunk"), ("v3", "mean", "one-chunk"),
+    ("log-buckets", "cls", "one-chunk")]
+
+
+@pytest.mark.parametrize("config,pooling,chunking", CASES, ids=["-".join(case) for case in CASES])
+def test_rewards_and_gradients_match_transformers(config, pooling, chunking, monkeypatch):
+    if chunking == "one-chunk":  # what CUDA runs: the whole batch padded to its longest sequence
+        monkeypatch.setattr(fast_deberta, "CPU_MAX_SCORES", None)
+    else:  # small chunks: the 60s share one, the rest go alone
+        monkeypatch.setattr(fast_deberta, "CPU_MAX_SCORES", 3 * 2 * 60 ** 2)
+    hf = tiny_model(**CONFIGS[config]).train()
+    fast, slow = RewardModel(hf, pooling), RewardModel(hf, pooling, fast=False)
+    assert fast.fast and not slow.fast
+    ids, mask = batch()
+    got, got_grads = rewards_and_grads(fast, ids, mask)
+    want, want_grads = rewards_and_grads(slow, ids, mask)
+    assert got.std() > 0.1  # the rewards differ, so matching each one means something
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert got_grads.keys() == want_grads.keys()
+    # absolute tolerance from the largest gradient: some are zero in theory (a bias added to every score of a
+    # row cancels in the softmax) and both sides then hold rounding noise
+    atol = 1e-5 * max(grad.abs().max().item() for grad in want_grads.values())
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-3, atol=atol, msg=lambda m: f"{name}: {m}")
+
+
+def test_inference_matches_and_padding_does_not_change_a_reward():
+    hf = tiny_model(seed=1).eval()
+    fast, slow = RewardModel(hf, "cls"), RewardModel(hf, "cls", fast=False)
+    ids, mask = batch(seed=1)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(ids, mask), slow(ids, mask), rtol=1e-4, atol=1e-4)
+        alone = torch.cat([fast(ids[i:i + 1, :n], mask[i:i + 1, :n]) for i, n in enumerate(LENGTHS)])
+        torch.testing.assert_close(alone, fast(ids, mask), rtol=1e-5, atol=1e-5)
+
+
+def test_left_padding_and_unsupported_configs_use_the_transformers_forward(monkeypatch):
+    hf = tiny_model(seed=2).eval()
+    calls = []
+    monkeypatch.setattr(fast_deberta, "rewards", lambda *a: calls.append(1) or torch.zeros(len(LENGTHS)))
+    ids, mask = batch(seed=2)
+    model = RewardModel(hf, "cls")
+    with torch.inference_mode():
+        model(ids.flip(1), mask.flip(1))  # left padding: the first token of a row may be padding
+        assert not calls
+        model(ids, mask)
+        assert calls
+    for overrides in ({"position_biased_input": True}, {"conv_kernel_size": 3}, {"type_vocab_size": 2},
+                      {"relative_attention": False}):
+        assert not RewardModel(tiny_model(**overrides), "cls").fast, overrides
+
+
+def test_chunks_group_similar_lengths_within_the_score_budget():
+    order, chunks = plan([5, 60, 60, 58, 40, 1], heads=2, max_scores=3 * 2 * 60 ** 2,
+                                      device=torch.device("cpu"))
+    assert order == [1, 2, 3, 4, 0, 5]  # longest first, stable
+    assert [(c.count, c.width) for c in chunks] == [(3, 60), (1, 40), (1, 5), (1, 1)]
+    assert chunks[0].rows.tolist() == list(range(178)) and chunks[1].rows is None  # 60 + 60 + 58 of 3 x 60
+    assert (chunks[0].start, chunks[0].end, chunks[1].start, chunks[3].end) == (0, 178, 178, 224)
+    assert len(plan([5, 60, 60, 58, 40, 1], 2, None, torch.device("cpu"))[1]) == 1

@@ -1,0 +1,94 @@
+"""The train and evaluate stages' library code on a tiny model: learning, artifacts, metrics, resume, divergence."""
+import json
+
+import numpy as np
+import pytest
+
+from rewardkit import checkpoint, optimization
+from rewardkit.errors import UserError
+from tests.conftest import easy_rows, read_jsonl, train_in_process
+
+FAST = {"max_length": 96, "batch_size": 8, "epochs": 2, "lr": 3e-3, "warmup_ratio": 0.05, "checkpoint_every": 0}
+OUTPUTS = ("models/reward_model/model.safetensors", "models/reward_model/reward_model.json", "metrics/train.json",
+           "metrics/train_curve.csv")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_base):
+    return train_in_process(tmp_path_factory.mktemp("work"), tiny_base, easy_rows(240), easy_rows(60, seed=1),
+                            train=FAST, evaluate={"batch_size": 32})
+
+
+def test_training_on_an_easy_set_generalises(trained):
+    metrics = json.loads((trained / "metrics/eval.json").read_text())
+    assert metrics["pairs"] == 60
+    assert metrics["accuracy"] >= 0.9
+    assert metrics["baseline_longer_wins_accuracy"] == 0.0  # on this set the chosen answer is always shorter
+    train = json.loads((trained / "metrics/train.json").read_text())
+    assert train["steps"] == 2 * 240 // 8 and train["pairs_used"] == 240
+    assert train["train_loss"] < 0.69
+
+
+def test_artifact_is_self_describing_safetensors(trained):
+    model_dir = trained / "models/reward_model"
+    names = {p.name for p in model_dir.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "reward_model.json"} <= names
+    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
+    meta = json.loads((model_dir / "reward_model.json").read_text())
+    assert meta["max_length"] == 96 and meta["pooling"] == "cls" and len(meta["data_sha256"]) == 64
+    assert meta["reward_std"] > 0
+
+
+def test_curve_has_one_row_per_step(trained):
+    lines = (trained / "metrics/train_curve.csv").read_text().splitlines()
+    assert lines[0] == "step,epoch,loss,accuracy,lr"
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, 61))
+
+
+def test_eval_scores_are_written_per_pair(trained):
+    rows = read_jsonl(trained / "data/eval_scores.jsonl")
+    assert [r["index"] for r in rows] == list(range(60))
+    accuracy = json.loads((trained / "metrics/eval.json").read_text())["accuracy"]
+    assert np.mean([r["correct"] for r in rows]) == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, tiny_base, monkeypatch):
+    params = {"train": dict(FAST, epochs=3, checkpoint_every=5)}
+    reference = train_in_process(tmp_path / "ref", tiny_base, easy_rows(160), **params)
+
+    real_save, saves = checkpoint.save, []
+
+    def save_then_crash(*args, **kwargs):  # the process dies right after its second checkpoint
+        real_save(*args, **kwargs)
+        saves.append(kwargs["step"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(optimization.checkpoint, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_in_process(tmp_path / "resumed", tiny_base, easy_rows(160), **params)
+    assert saves == [5, 10] and not (tmp_path / "resumed/models/reward_model").exists()
+    monkeypatch.setattr(optimization.checkpoint, "save", real_save)
+
+    train_in_process(tmp_path / "resumed", tiny_base, easy_rows(160), **params)
+    for name in OUTPUTS:
+        assert (tmp_path / "resumed" / name).read_bytes() == (reference / name).read_bytes(), name
+    assert not list((tmp_path / "resumed").glob(".scratch/train/*/checkpoint.pt"))  # cleaned up after success
+
+
+def test_a_checkpoint_from_other_inputs_is_never_used(tmp_path, tiny_base, capsys):
+    stale = tmp_path / ".scratch" / "train" / "0123456789abcdef"
+    stale.mkdir(parents=True)
+    (stale / "checkpoint.pt").write_bytes(b"not a checkpoint of this run")
+    train_in_process(tmp_path, tiny_base, easy_rows(80), train=dict(FAST, epochs=1, checkpoint_every=5))
+    assert "resuming" not in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_no_model(tmp_path, tiny_base):
+    rows = easy_rows(40)
+    rows[7]["margin"] = 1e39  # finite in JSON, infinite in float32: the loss of that batch overflows
+    with pytest.raises(UserError) as error:
+        train_in_process(tmp_path, tiny_base, rows, train=FAST)
+    assert "training diverged at step" in str(error.value) and "train.lr=" in str(error.value)
+    assert "No model was written" in str(error.value)
+    assert not (tmp_path / "models/reward_model").exists() and not (tmp_path / "metrics/train.json").exists()
