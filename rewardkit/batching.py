@@ -1,6 +1,8 @@
 """Batch orders and padding. A training micro-batch is one tensor: rows [0, b) chosen, [b, 2b) rejected."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
@@ -55,12 +57,36 @@ def padded_width(length: int, multiple: int = 8) -> int:
     return -(-length // multiple) * multiple
 
 
-def pad(sequences: list[list[int]], pad_id: int, multiple: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest sequence rounded up to `multiple`: (input_ids, attention_mask), both (N, T)."""
+class Batch(NamedTuple):
+    """A padded batch, in the order RewardModel.forward takes it: (N, T) each; token_type_ids None when unused."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        """On `device`; from pinned host memory on CUDA, so the copies overlap with compute."""
+        tensors = [t if t is None or device.type != "cuda" else t.pin_memory() for t in self]
+        return Batch(*(t if t is None else t.to(device, non_blocking=True) for t in tensors))
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int, multiple: int = 8,
+              segments: list[int] | None = None) -> Batch:
+    """Right-pad to the longest sequence rounded up to `multiple`. With `segments` (where each sequence's
+    response starts) the token_type_ids are 1 from there to the sequence's end, 0 elsewhere (padding included)."""
     width = padded_width(max(len(s) for s in sequences), multiple)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    types = None if segments is None else torch.zeros((len(sequences), width), dtype=torch.long)
     for i, s in enumerate(sequences):
         ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
         mask[i, :len(s)] = 1
-    return ids, mask
+        if types is not None:
+            types[i, segments[i]:len(s)] = 1
+    return Batch(ids, mask, types)
+
+
+def pad(sequences: list[list[int]], pad_id: int, multiple: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest sequence rounded up to `multiple`: (input_ids, attention_mask), both (N, T)."""
+    batch = pad_batch(sequences, pad_id, multiple)
+    return batch.input_ids, batch.attention_mask

@@ -109,14 +109,16 @@ class SplitConfig(Section):
 
 
 POOLINGS = ("cls", "mean")
-SCRATCH_BASES = ("scratch-tiny", "scratch-deberta-v3-small")  # their sizes: rewardkit.scratch.SCRATCH_SIZES
+# offline bases; their sizes: rewardkit.scratch.SCRATCH_SIZES
+SCRATCH_BASES = ("scratch-tiny", "scratch-deberta-v3-small", "scratch-minilm")
 
 
 @dataclass(frozen=True)
 class ModelConfig(Section):
     section: ClassVar[str] = "model"
     name: str = "microsoft/deberta-v3-small"
-    """Base model: a hub id, a local directory, or scratch-tiny / scratch-deberta-v3-small (offline)."""
+    """Base model: a hub id, a local directory, or scratch-tiny / scratch-deberta-v3-small / scratch-minilm
+    (offline random init, tokenizer trained on the training split)."""
     pooling: str = "cls"
     """cls: the standard HF sequence-classification head; mean: masked mean of the last hidden states."""
     scratch_vocab_size: int = 8000

@@ -21,7 +21,7 @@ from rewardkit.errors import UserError
 from rewardkit.inference import score_sequences
 from rewardkit.io import atomic_path, read_jsonl, round_floats, write_csv, write_json
 from rewardkit.metrics import pair_correct, pair_metrics, reward_histogram
-from rewardkit.model import RewardModel
+from rewardkit.model import RewardModel, input_template
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,10 @@ class EvaluatePaths:
 def score_pairs(model: RewardModel, tokenizer, max_length: int, rows: list[dict], batch_size: int,
                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards of the chosen and rejected answers of `rows`; `batch_size` counts pairs."""
-    ids = encode_both_answers(tokenizer, rows, max_length).ids
+    enc = encode_both_answers(tokenizer, rows, max_length, input_template(model.hf.config, tokenizer))
     with tqdm(total=2 * len(rows), desc="evaluate", unit="seq", dynamic_ncols=True) as bar:
-        rewards = score_sequences(model, ids, tokenizer.pad_token_id, 2 * batch_size, device, bar)
+        rewards = score_sequences(model, enc.ids, tokenizer.pad_token_id, 2 * batch_size, device, bar,
+                                  enc.segments)
     return rewards[:len(rows)], rewards[len(rows):]
 
 

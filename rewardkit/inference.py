@@ -12,31 +12,37 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rewardkit.batching import inference_batches, pad
+from rewardkit.batching import inference_batches, pad_batch
 from rewardkit.devices import autocast
 
-Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Model = Callable[..., torch.Tensor]  # (input_ids, attention_mask[, token_type_ids]) -> (N,) rewards
 
 
-def _score_batch(model: Model, sequences: list[list[int]], batch: np.ndarray, pad_id: int,
-                 device: torch.device) -> torch.Tensor:
+def _score_batch(model: Model, sequences: list[list[int]], segments: list[int] | None, batch: np.ndarray,
+                 pad_id: int, device: torch.device) -> torch.Tensor:
     with torch.inference_mode(), autocast(device):  # both are thread-local: entered in the thread that scores
-        ids, mask = pad([sequences[i] for i in batch], pad_id)
-        return model(ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)).float().cpu()
+        padded = pad_batch([sequences[i] for i in batch], pad_id,
+                           segments=None if segments is None else [segments[i] for i in batch])
+        return model(*padded.to(device)).float().cpu()
 
 
 def score_sequences(model: Model, sequences: list[list[int]], pad_id: int, batch_size: int,
-                    device: torch.device, progress=None) -> torch.Tensor:
-    """Rewards (float32, on CPU) of encoded sequences, in input order; `progress` (a tqdm bar) counts sequences."""
+                    device: torch.device, progress=None, segments: list[int] | None = None) -> torch.Tensor:
+    """Rewards (float32, on CPU) of encoded sequences, in input order; `segments`: where each response starts,
+    for models with token types; `progress` (a tqdm bar) counts sequences."""
     rewards = torch.empty(len(sequences), dtype=torch.float32)
     batches = inference_batches([len(s) for s in sequences], batch_size, device)
+
+    def score(batch: np.ndarray) -> torch.Tensor:
+        return _score_batch(model, sequences, segments, batch, pad_id, device)
+
     if device.type != "cpu":
-        _collect(rewards, batches, (_score_batch(model, sequences, b, pad_id, device) for b in batches), progress)
+        _collect(rewards, batches, map(score, batches), progress)
         return rewards
     workers = max(1, min(torch.get_num_threads(), len(batches)))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="score", initializer=torch.set_num_threads, initargs=(1,))
     try:  # set_num_threads is per thread (OpenMP's and MKL's settings are thread-local): the caller's is kept
-        results = pool.map(lambda b: _score_batch(model, sequences, b, pad_id, device), batches)
+        results = pool.map(score, batches)
         _collect(rewards, batches, results, progress)
     finally:
         pool.shutdown(cancel_futures=True)  # on Ctrl-C or an error the queued batches are dropped, not run

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from transformers import get_scheduler
 
 from rewardkit import checkpoint, distributed
-from rewardkit.batching import length_grouped_batches, pad
+from rewardkit.batching import length_grouped_batches, pad_batch
 from rewardkit.config import TrainConfig
 from rewardkit.devices import autocast
 from rewardkit.distributed import Ranks
@@ -93,16 +93,13 @@ def optimize(model, pairs: TrainingPairs, cfg: TrainConfig, device: torch.device
                 # exact mean over the global batch whatever the slice sizes.
                 weight = ranks.world / len(batch) if len(mb) else 0.0
                 mb = mb if len(mb) else batch[:1]
-                sequences = [pairs.chosen[j] for j in mb] + [pairs.rejected[j] for j in mb]
+                sequences, segments = pairs.sequences(mb)
                 tokens += sum(map(len, sequences))
-                ids, mask = pad(sequences, pad_id, multiple)
-                if device.type == "cuda":
-                    ids, mask = ids.pin_memory(), mask.pin_memory()
-                ids, mask = ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+                batch_inputs = pad_batch(sequences, pad_id, multiple, segments).to(device)
                 sync = nullcontext() if k == len(micro) - 1 or ranks.world == 1 else ddp.no_sync()
                 with sync:
                     with autocast(device):
-                        rewards = forward(ids, mask).float()  # (2b,): chosen then rejected
+                        rewards = forward(*batch_inputs).float()  # (2b,): chosen then rejected
                     chosen, rejected = rewards[:len(mb)], rewards[len(mb):]
                     per_pair = bt_loss_per_pair(chosen, rejected, margin[mb].to(device), cfg.center_rewards_coef)
                     (per_pair.sum() * weight).backward()

@@ -9,9 +9,10 @@ import torch
 
 from rewardkit.artifact import load_artifact
 from rewardkit.devices import resolve_device
-from rewardkit.encoding import encode_sequences, pair_template
+from rewardkit.encoding import EncodedSequences, encode_sequences
 from rewardkit.errors import UserError
 from rewardkit.inference import score_sequences
+from rewardkit.model import input_template
 
 
 class RewardScorer:
@@ -24,7 +25,7 @@ class RewardScorer:
 
     def __init__(self, model, tokenizer, meta: dict, device: torch.device):
         self.model, self.tokenizer, self.meta, self.device = model, tokenizer, meta, device
-        self.template = pair_template(tokenizer)
+        self.template = input_template(model.hf.config, tokenizer)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: str = "auto") -> RewardScorer:
@@ -34,12 +35,16 @@ class RewardScorer:
 
     def encode(self, prompts: str | Sequence[str], responses: Sequence[str]) -> list[list[int]]:
         """Input ids as in training; a single prompt string is paired with every response."""
+        return self.encode_sequences(prompts, responses).ids
+
+    def encode_sequences(self, prompts: str | Sequence[str], responses: Sequence[str]) -> EncodedSequences:
+        """The encoding as in training, with where each response starts (for bases with token types)."""
         if isinstance(prompts, str):
             prompts = [prompts] * len(responses)
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses; pass one prompt per response")
         return encode_sequences(self.tokenizer, list(prompts), list(responses), self.meta["max_length"],
-                                self.template).ids
+                                self.template)
 
     def normalize(self, rewards: torch.Tensor) -> torch.Tensor:
         """(r - mean) / std with the reward statistics of the training pairs, saved by the train stage."""
@@ -52,10 +57,11 @@ class RewardScorer:
     def rewards(self, prompts: str | Sequence[str], responses: Sequence[str], normalize: bool = False,
                 batch_size: int = 64, progress=None) -> torch.Tensor:
         """One reward per (prompt, response) pair, as a float32 CPU tensor in input order."""
-        ids = self.encode(prompts, responses)
-        if not ids:
+        enc = self.encode_sequences(prompts, responses)
+        if not enc.ids:
             return torch.empty(0)
-        rewards = score_sequences(self.model, ids, self.tokenizer.pad_token_id, batch_size, self.device, progress)
+        rewards = score_sequences(self.model, enc.ids, self.tokenizer.pad_token_id, batch_size, self.device,
+                                  progress, enc.segments)
         return self.normalize(rewards) if normalize else rewards
 
     def score(self, prompts: str | Sequence[str], responses: Sequence[str], normalize: bool = False,

@@ -1,5 +1,7 @@
-"""Offline bases: a randomly initialised DeBERTa-v3-architecture classifier and a SentencePiece tokenizer trained
-on the training texts, written as a Hugging Face directory (the same code path as a downloaded base)."""
+"""Offline bases: a randomly initialised classifier and a tokenizer trained on the training texts, written as a
+Hugging Face directory (the same code path as a downloaded base). DeBERTa-v3 architecture with a SentencePiece
+tokenizer (scratch-tiny, scratch-deberta-v3-small), or BERT architecture with a WordPiece tokenizer at the size of
+the common small BERT-family encoders (scratch-minilm: MiniLM-L6's hidden 384, 6 layers, 12 heads)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +10,7 @@ from types import MappingProxyType
 import torch
 
 from rewardkit.io import atomic_path
+from rewardkit.model import quiet_transformers
 
 # microsoft/deberta-v3-small's published architecture; scratch-tiny keeps everything but the sizes.
 DEBERTA_V3_SMALL = MappingProxyType(dict(
@@ -15,10 +18,14 @@ DEBERTA_V3_SMALL = MappingProxyType(dict(
     position_buckets=256, norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"],
     position_biased_input=False, max_relative_positions=-1, layer_norm_eps=1e-7, max_position_embeddings=512,
     type_vocab_size=0, hidden_act="gelu"))
+MINILM_L6 = MappingProxyType(dict(model_type="bert", hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                  intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2,
+                                  hidden_act="gelu"))
 SCRATCH_SIZES = MappingProxyType({
     "scratch-tiny": MappingProxyType(dict(DEBERTA_V3_SMALL, hidden_size=128, num_hidden_layers=2,
                                           num_attention_heads=4, intermediate_size=512)),
     "scratch-deberta-v3-small": DEBERTA_V3_SMALL,
+    "scratch-minilm": MINILM_L6,
 })
 
 
@@ -40,19 +47,49 @@ def train_sentencepiece_tokenizer(texts: list[str], vocab_size: int, out_dir: Pa
     DebertaV2Tokenizer.from_pretrained(str(out_dir)).save_pretrained(str(out_dir))
 
 
-def build_scratch(sizes: str | dict, texts: list[str], vocab_size: int, out_dir: str | Path, seed: int) -> Path:
-    """Write a randomly initialised DeBERTa-v3-architecture reward model and its tokenizer to `out_dir`.
+def train_wordpiece_tokenizer(texts: list[str], vocab_size: int, out_dir: Path) -> None:
+    """A lower-casing WordPiece tokenizer with BERT's special tokens and text-pair template (token types 0/1),
+    trained on `texts`, saved as HF files."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizer
 
-    `sizes` is a SCRATCH_SIZES name or a dict of DebertaV2Config values (tests build smaller ones)."""
-    from transformers import AutoTokenizer, DebertaV2Config, DebertaV2ForSequenceClassification
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                             show_progress=False))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    BertTokenizer(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                  mask_token="[MASK]").save_pretrained(str(out_dir))
+
+
+def build_scratch(sizes: str | dict, texts: list[str], vocab_size: int, out_dir: str | Path, seed: int) -> Path:
+    """Write a randomly initialised reward model and its tokenizer trained on `texts` to `out_dir`.
+
+    `sizes` is a SCRATCH_SIZES name or a dict of config values (tests build smaller ones): DebertaV2Config
+    values, or BertConfig values with model_type="bert"."""
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+        DebertaV2Config,
+        DebertaV2ForSequenceClassification,
+    )
 
     config_values = dict(SCRATCH_SIZES[sizes] if isinstance(sizes, str) else sizes)
+    bert = config_values.pop("model_type", "deberta-v2") == "bert"
     out_dir = Path(out_dir)
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        train_sentencepiece_tokenizer(texts, vocab_size, tmp)
+    with quiet_transformers(), atomic_path(out_dir, is_dir=True) as tmp:
+        (train_wordpiece_tokenizer if bert else train_sentencepiece_tokenizer)(texts, vocab_size, tmp)
         tokenizer = AutoTokenizer.from_pretrained(str(tmp))
-        config = DebertaV2Config(**config_values, vocab_size=len(tokenizer), num_labels=1,
-                                 pad_token_id=tokenizer.pad_token_id)
+        config_class, model_class = ((BertConfig, BertForSequenceClassification) if bert else
+                                     (DebertaV2Config, DebertaV2ForSequenceClassification))
+        config = config_class(**config_values, vocab_size=len(tokenizer), num_labels=1,
+                              pad_token_id=tokenizer.pad_token_id)
         torch.manual_seed(seed)
-        DebertaV2ForSequenceClassification(config).save_pretrained(str(tmp))
+        model_class(config).save_pretrained(str(tmp))
     return out_dir

@@ -13,13 +13,13 @@ from rewardkit.artifact import save_artifact
 from rewardkit.config import SCRATCH_BASES, ModelConfig, TrainConfig
 from rewardkit.devices import resolve_device
 from rewardkit.distributed import Ranks
-from rewardkit.encoding import TRUNCATION_POLICY, TrainingPairs, encode_training_pairs
+from rewardkit.encoding import TRUNCATION_POLICY, PairTemplate, TrainingPairs, encode_training_pairs
 from rewardkit.errors import UserError
 from rewardkit.inference import score_sequences
 from rewardkit.io import file_sha256, read_jsonl, round_floats, write_csv, write_json
 from rewardkit.losses import bt_loss_per_pair
 from rewardkit.metrics import pair_correct
-from rewardkit.model import RewardModel, load_base
+from rewardkit.model import RewardModel, input_template, load_base
 from rewardkit.optimization import optimize
 from rewardkit.scratch import build_scratch
 
@@ -77,7 +77,8 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
         base = str(base_dir)
     model, tokenizer = load_base(base, model_cfg.pooling, cfg.seed)
     model.to(device)
-    pairs = encode_training_pairs(tokenizer, rows, cfg.max_length, cfg.use_margin)
+    template = input_template(model.hf.config, tokenizer)
+    pairs = encode_training_pairs(tokenizer, rows, cfg.max_length, cfg.use_margin, template)
     if not pairs.chosen:
         raise UserError(f"no pair of {paths.train_data} is left to train on: all {len(rows)} became identical "
                         f"after truncation to train.max_length={cfg.max_length}; raise train.max_length")
@@ -86,23 +87,26 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     ckpt_dir = paths.scratch / "train" / key
     curve = optimize(model, pairs, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir)
     if ranks.is_main:
-        write_outputs(paths, model, tokenizer, pairs, curve, model_cfg, cfg, device, data_sha)
+        write_outputs(paths, model, tokenizer, template, pairs, curve, model_cfg, cfg, device, data_sha)
         checkpoint.remove(ckpt_dir)
     # no barrier here: the other ranks may exit while rank 0 scores and saves, which on a large training set
     # can outlast NCCL's 10-minute collective timeout
 
 
-def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, pairs: TrainingPairs, curve: list[dict],
-                  model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, data_sha: str) -> None:
+def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: PairTemplate, pairs: TrainingPairs,
+                  curve: list[dict], model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
+                  data_sha: str) -> None:
     """Score the training pairs once with the final weights, then write the artifact, the curve and the metrics."""
     model.eval()
     n = len(pairs.chosen)
-    rewards = score_sequences(model, pairs.chosen + pairs.rejected, tokenizer.pad_token_id, 4 * cfg.batch_size,
-                              device)
+    sequences, segments = pairs.sequences(range(n))
+    rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
+                              segments=segments)
     chosen, rejected = rewards[:n], rewards[n:]
     train_loss = bt_loss_per_pair(chosen, rejected, torch.tensor(pairs.margin)).mean().item()
     meta = {"base_model": model_cfg.name, "pooling": model_cfg.pooling, "max_length": cfg.max_length,
-            "truncation": TRUNCATION_POLICY, "input_format": "tokenizer(prompt, response)",
+            "truncation": TRUNCATION_POLICY, "input_format": template.recipe, "input_kind": template.kind,
+            "segment_ids": template.segment_ids, "model_type": model.hf.config.model_type,
             "data_sha256": data_sha, "reward_mean": rewards.mean().item(), "reward_std": rewards.std().item()}
     save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8))
     write_csv(paths.curve, round_floats(curve, 8), CURVE_FIELDS)

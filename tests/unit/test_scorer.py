@@ -156,7 +156,7 @@ def test_cpu_scoring_is_bit_identical_on_any_number_of_cores(work, monkeypatch):
 def test_a_scoring_error_stops_the_workers():
     calls = []
 
-    def failing_model(ids, mask):
+    def failing_model(ids, mask, types=None):
         calls.append(len(ids))
         time.sleep(0.02)
         raise RuntimeError("boom")
