@@ -1,7 +1,9 @@
-"""Per-line rules of the validate stage: each line gets the first reason in REASONS that applies, or OK.
+"""Per-row rules of the validate stage: each row gets the first reason in REASONS that applies, or OK.
 
-The last three reasons compare lines with each other (see `rewardkit.validation`); the rest are decided here,
-one line at a time. This runs once per input line: the happy path is kept flat on purpose.
+A file's rows are read in the format detected for the file (`rewardkit.formats`); rows of conversational formats
+are checked on their plain rendering. The last three reasons compare rows with each other (see
+`rewardkit.validation`); the rest are decided here, one row at a time. This runs once per input row: the explicit
+format's happy path is kept flat on purpose.
 """
 from __future__ import annotations
 
@@ -9,24 +11,27 @@ import json
 import math
 from hashlib import blake2b
 
+from rewardkit.formats import (
+    EXPLICIT,
+    RowProblem,
+    explicit_fields,
+    render_plain_prompt,
+    render_plain_response,
+    row_format,
+)
 from rewardkit.lines import NonFiniteLiteral, parse_json
 from rewardkit.text import json_kind, normalise
 
 OK = 0
-REASONS = ("line_too_long", "blank_line", "invalid_utf8", "not_json", "not_object", "missing_field", "not_a_string",
-           "empty_text", "nul_byte", "lone_surrogate", "bad_margin", "chosen_equals_rejected",
-           "duplicate", "near_duplicate", "contradictory")
+REASONS = ("line_too_long", "blank_line", "invalid_utf8", "not_json", "not_object", "format_mismatch",
+           "missing_field", "not_a_string", "bad_messages", "empty_text", "nul_byte", "lone_surrogate",
+           "no_shared_prompt", "bad_margin", "chosen_equals_rejected", "duplicate", "near_duplicate", "contradictory")
 CODE = {name: i + 1 for i, name in enumerate(REASONS)}  # 0 means kept
 FIELDS = ("prompt", "chosen", "rejected")
 
 
-def check_line(line: bytes, limit: int) -> tuple[int, str, bytes]:
-    """(reason code, detail, b"") for a bad line; (OK, "", digests) for a good one.
-
-    `digests` is 24 bytes: the 8-byte blake2b of prompt/chosen/rejected exactly, normalised, and normalised with
-    chosen and rejected swapped (to find contradictions). The fields are joined by NUL, which no kept field holds,
-    so the join is unambiguous.
-    """
+def check_line(line: bytes, limit: int, fmt: str = EXPLICIT) -> tuple[int, str, bytes]:
+    """(reason code, detail, b"") for a bad line; (OK, "", digests) for a good one. See `check_row`."""
     if len(line) > limit:
         return CODE["line_too_long"], f"longer than validate.max_line_bytes = {limit:,} bytes; not parsed", b""
     try:
@@ -41,14 +46,40 @@ def check_line(line: bytes, limit: int) -> tuple[int, str, bytes]:
         return CODE["not_json"], f"not valid JSON: {e.msg} at column {e.colno} (char {e.pos})", b""
     if type(row) is not dict:
         return CODE["not_object"], f"expected a JSON object with prompt/chosen/rejected, got {json_kind(row)}", b""
-    try:
-        texts = prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
-    except KeyError:
-        missing = [name for name in FIELDS if name not in row]
-        return CODE["missing_field"], f"missing field(s): {', '.join(missing)}", b""
-    if not (type(prompt) is str and type(chosen) is str and type(rejected) is str):
-        name, value = next((n, v) for n, v in zip(FIELDS, texts) if type(v) is not str)
-        return CODE["not_a_string"], f"field '{name}' must be a string, got {json_kind(value)}", b""
+    return check_row(row, fmt)
+
+
+def check_row(row: dict, fmt: str = EXPLICIT, null_margin: bool = False) -> tuple[int, str, bytes]:
+    """(reason code, detail, b"") for a bad row of a `fmt` file; (OK, "", digests) for a good one.
+
+    `digests` is 24 bytes: the 8-byte blake2b of prompt/chosen/rejected exactly, normalised, and normalised with
+    chosen and rejected swapped (to find contradictions). The fields are joined by NUL, which no kept field holds,
+    so the join is unambiguous. null_margin: a null margin counts as absent (Parquet columns hold nulls).
+    """
+    if fmt != EXPLICIT or "prompt" not in row or type(row["prompt"]) is not str:
+        found = row_format(row)
+        if found is not None and found != fmt:
+            return CODE["format_mismatch"], f"a row in the {found} format in a file detected as {fmt}", b""
+    if fmt == EXPLICIT:
+        try:
+            texts = prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
+        except KeyError:
+            missing = [name for name in FIELDS if name not in row]
+            return CODE["missing_field"], f"missing field(s): {', '.join(missing)}", b""
+        if not (type(prompt) is str and type(chosen) is str and type(rejected) is str):
+            name, value = next((n, v) for n, v in zip(FIELDS, texts) if type(v) is not str)
+            return CODE["not_a_string"], f"field '{name}' must be a string, got {json_kind(value)}", b""
+    else:
+        try:
+            parts = explicit_fields(row, fmt)
+        except RowProblem as e:
+            return CODE[e.reason], str(e), b""
+        if any(not m["content"].strip() for part in parts if isinstance(part, list) for m in part):
+            name, i = next((n, i) for n, part in zip(FIELDS, parts) if isinstance(part, list)
+                           for i, m in enumerate(part, 1) if not m["content"].strip())
+            return CODE["empty_text"], f"{name} message {i} has empty content", b""
+        texts = prompt, chosen, rejected = (render_plain_prompt(parts[0]), render_plain_response(parts[1]),
+                                            render_plain_response(parts[2]))
     norm = normalise(prompt), normalise(chosen), normalise(rejected)
     if not (norm[0] and norm[1] and norm[2]):
         empty = [name for name, text in zip(FIELDS, norm) if not text]
@@ -62,7 +93,7 @@ def check_line(line: bytes, limit: int) -> tuple[int, str, bytes]:
         name = next(n for n, t in zip(FIELDS, texts) if any("\ud800" <= c <= "\udfff" for c in t))
         return CODE["lone_surrogate"], f"field '{name}' has an unpaired surrogate escape (\\ud800-\\udfff); " \
                                        "not valid Unicode text", b""
-    if "margin" in row and not _finite_number(row["margin"]):
+    if "margin" in row and not _finite_number(row["margin"]) and not (null_margin and row["margin"] is None):
         margin = row["margin"]
         got = json_kind(margin) if json_kind(margin) != "a number" else f"{margin!r:.40} (beyond the range of a float)"
         return CODE["bad_margin"], f"field 'margin' must be a finite number, got {got}", b""

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rewardkit.errors import UserError
 
 TRUNCATION_POLICY = "prompt cut from the left first; response cut from the right only if it alone exceeds the budget"
@@ -201,6 +203,13 @@ class TrainingPairs:
     counts: dict[str, int] = field(default_factory=dict)
     chosen_segments: list[int] | None = None
     rejected_segments: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+    def lengths(self) -> np.ndarray:
+        """Per pair, the longer of its two sequences (what length grouping sorts by)."""
+        return np.maximum([len(c) for c in self.chosen], [len(r) for r in self.rejected])
 
     def sequences(self, indices) -> tuple[list[list[int]], list[int] | None]:
         """The chosen then the rejected sequences of the pairs at `indices`, and their segment starts."""

@@ -4,13 +4,16 @@ tokenizer (scratch-tiny, scratch-deberta-v3-small), or BERT architecture with a 
 the common small BERT-family encoders (scratch-minilm: MiniLM-L6's hidden 384, 6 layers, 12 heads)."""
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 import torch
 
 from rewardkit.io import atomic_path
-from rewardkit.model import quiet_transformers
+from rewardkit.loading import quiet_transformers
 
 # microsoft/deberta-v3-small's published architecture; scratch-tiny keeps everything but the sizes.
 DEBERTA_V3_SMALL = MappingProxyType(dict(
@@ -29,25 +32,40 @@ SCRATCH_SIZES = MappingProxyType({
 })
 
 
-def train_sentencepiece_tokenizer(texts: list[str], vocab_size: int, out_dir: Path) -> None:
+def train_sentencepiece_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path) -> None:
     """A SentencePiece tokenizer with DeBERTa-v3's special tokens, trained on `texts`, saved as HF files."""
     import sentencepiece as spm
     from transformers import DebertaV2Tokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = out_dir / "corpus.txt"
-    corpus.write_text("\n".join(t.replace("\n", " ") for t in texts), encoding="utf-8")
+    with open(corpus, "w", encoding="utf-8") as f:  # one text a line, streamed
+        for i, text in enumerate(texts):
+            f.write(("\n" if i else "") + text.replace("\n", " "))
     spm.SentencePieceTrainer.train(
         input=str(corpus), model_prefix=str(out_dir / "spm"), vocab_size=vocab_size, model_type="unigram",
         pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]",
         unk_piece="[UNK]", user_defined_symbols=["[MASK]"], byte_fallback=True, hard_vocab_limit=False,
         num_threads=1, shuffle_input_sentence=False, minloglevel=2)  # one thread: byte-identical reruns
     corpus.unlink()
+    _forget_training_paths(out_dir / "spm.model")
     # transformers 5: from_pretrained converts spm.model correctly; constructing the tokenizer directly does not
     DebertaV2Tokenizer.from_pretrained(str(out_dir)).save_pretrained(str(out_dir))
 
 
-def train_wordpiece_tokenizer(texts: list[str], vocab_size: int, out_dir: Path) -> None:
+def _forget_training_paths(model_file: Path) -> None:
+    """SentencePiece records the corpus and output paths in the model; they are temporary names, so drop them:
+    the same texts then give the same bytes (the tokenize stage's output is tracked by DVC)."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    proto.trainer_spec.ClearField("input")
+    proto.trainer_spec.model_prefix = "spm"
+    model_file.write_bytes(proto.SerializeToString())
+
+
+def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path) -> None:
     """A lower-casing WordPiece tokenizer with BERT's special tokens and text-pair template (token types 0/1),
     trained on `texts`, saved as HF files."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -67,29 +85,55 @@ def train_wordpiece_tokenizer(texts: list[str], vocab_size: int, out_dir: Path) 
                   mask_token="[MASK]").save_pretrained(str(out_dir))
 
 
-def build_scratch(sizes: str | dict, texts: list[str], vocab_size: int, out_dir: str | Path, seed: int) -> Path:
-    """Write a randomly initialised reward model and its tokenizer trained on `texts` to `out_dir`.
+def _sizes(sizes: str | Mapping) -> tuple[dict, bool]:
+    """(config values without model_type, whether it is a BERT architecture) of a SCRATCH_SIZES name or dict."""
+    values = dict(SCRATCH_SIZES[sizes] if isinstance(sizes, str) else sizes)
+    return values, values.pop("model_type", "deberta-v2") == "bert"
 
-    `sizes` is a SCRATCH_SIZES name or a dict of config values (tests build smaller ones): DebertaV2Config
-    values, or BertConfig values with model_type="bert"."""
+
+def train_scratch_tokenizer(sizes: str | Mapping, texts: Iterable[str], vocab_size: int, out_dir: Path) -> None:
+    """The tokenizer of a scratch base, trained on `texts` (SentencePiece for DeBERTa, WordPiece for BERT)."""
+    with quiet_transformers():
+        (train_wordpiece_tokenizer if _sizes(sizes)[1] else train_sentencepiece_tokenizer)(texts, vocab_size, out_dir)
+
+
+def scratch_config(sizes: str | Mapping, tokenizer):
+    """The transformers config of a scratch base for `tokenizer`, and its sequence-classification class."""
     from transformers import (
-        AutoTokenizer,
         BertConfig,
         BertForSequenceClassification,
         DebertaV2Config,
         DebertaV2ForSequenceClassification,
     )
 
-    config_values = dict(SCRATCH_SIZES[sizes] if isinstance(sizes, str) else sizes)
-    bert = config_values.pop("model_type", "deberta-v2") == "bert"
+    values, bert = _sizes(sizes)
+    config_class, model_class = ((BertConfig, BertForSequenceClassification) if bert else
+                                 (DebertaV2Config, DebertaV2ForSequenceClassification))
+    return config_class(**values, vocab_size=len(tokenizer), num_labels=1,
+                        pad_token_id=tokenizer.pad_token_id), model_class
+
+
+def init_scratch_model(sizes: str | Mapping, tokenizer_dir: Path, out_dir: Path, seed: int) -> Path:
+    """A randomly initialised scratch base for the tokenizer in `tokenizer_dir`, written with it to `out_dir`."""
+    from transformers import AutoTokenizer
+
     out_dir = Path(out_dir)
     with quiet_transformers(), atomic_path(out_dir, is_dir=True) as tmp:
-        (train_wordpiece_tokenizer if bert else train_sentencepiece_tokenizer)(texts, vocab_size, tmp)
-        tokenizer = AutoTokenizer.from_pretrained(str(tmp))
-        config_class, model_class = ((BertConfig, BertForSequenceClassification) if bert else
-                                     (DebertaV2Config, DebertaV2ForSequenceClassification))
-        config = config_class(**config_values, vocab_size=len(tokenizer), num_labels=1,
-                              pad_token_id=tokenizer.pad_token_id)
+        for file in Path(tokenizer_dir).iterdir():
+            shutil.copy2(file, tmp / file.name)
+        config, model_class = scratch_config(sizes, AutoTokenizer.from_pretrained(str(tmp)))
         torch.manual_seed(seed)
         model_class(config).save_pretrained(str(tmp))
     return out_dir
+
+
+def build_scratch(sizes: str | Mapping, texts: Iterable[str], vocab_size: int, out_dir: str | Path,
+                  seed: int) -> Path:
+    """Write a randomly initialised reward model and its tokenizer trained on `texts` to `out_dir`.
+
+    `sizes` is a SCRATCH_SIZES name or a dict of config values (tests build smaller ones): DebertaV2Config
+    values, or BertConfig values with model_type="bert"."""
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as tokenizer_dir:
+        train_scratch_tokenizer(sizes, texts, vocab_size, Path(tokenizer_dir))
+        return init_scratch_model(sizes, Path(tokenizer_dir), out_dir, seed)

@@ -1,5 +1,5 @@
-"""Split validated pairs into train and eval by prompt: pairs that share a prompt (under `normalise`) always land
-on the same side, so no eval prompt is seen in training.
+"""Split validated pairs into train and eval by prompt: pairs that share a prompt (under `normalise`; a message
+list in its plain rendering) always land on the same side, so no eval prompt is seen in training.
 
 How sides are assigned. Each prompt group gets
     u = int.from_bytes(blake2b(normalised prompt, key=str(split.seed).encode(), digest_size=8).digest(), "big")
@@ -31,6 +31,7 @@ import numpy as np
 
 from rewardkit.config import SplitConfig
 from rewardkit.errors import UserError
+from rewardkit.formats import render_plain_prompt
 from rewardkit.io import atomic_path, round_floats, write_json
 from rewardkit.lines import CHUNK, default_workers, file_lines, map_line_ranges, parse_json
 from rewardkit.text import normalise
@@ -50,7 +51,7 @@ def range_hashes(path: Path, start: int, end: int, seed: int) -> bytes:
     key = str(seed).encode()
     digests = bytearray()
     for line in file_lines(path, NO_LIMIT, start, end):
-        prompt = normalise(parse_json(line.decode("utf-8"))["prompt"])
+        prompt = normalise(render_plain_prompt(parse_json(line.decode("utf-8"))["prompt"]))  # messages: rendered
         digests += blake2b(prompt.encode("utf-8"), key=key, digest_size=8).digest()
     return bytes(digests)
 

@@ -13,7 +13,8 @@ from rewardkit import lines as line_io
 from rewardkit.checks import REASONS
 from rewardkit.config import ValidateConfig
 from rewardkit.errors import UserError
-from rewardkit.validation import ValidateOutputs, first_pass, validate_file
+from rewardkit.input_files import InputFile
+from rewardkit.validation import ValidateOutputs, validate_files
 
 GOOD = {"prompt": "What is EBITDA?", "chosen": "Earnings before interest, taxes, depreciation and amortisation.",
         "rejected": "A kind of bank.", "id": "a1", "source": "hand", "margin": 0.5}
@@ -85,7 +86,7 @@ def run_validate(workdir: Path, data: Path, **cfg: object):
                           workdir / "metrics/validate.json")
     error = None
     try:
-        validate_file(data, out, ValidateConfig(**cfg))
+        validate_files(data, out, ValidateConfig(**cfg))
     except UserError as e:
         error = str(e)
     rejects = [json.loads(line) for line in out.rejects.read_text(encoding="utf-8").splitlines()] \
@@ -115,8 +116,11 @@ def test_each_reason_names_line_and_detail(mixed: dict, name: str, line: str | b
     assert record["excerpt"] == raw(line).decode("utf-8", errors="replace")[:120]
 
 
+FORMAT_REASONS = {"format_mismatch", "bad_messages", "no_shared_prompt"}  # exercised in test_formats.py
+
+
 def test_every_reason_code_is_exercised(mixed: dict) -> None:
-    assert {r["reason"] for r in mixed["rejects"].values()} == set(REASONS)
+    assert {r["reason"] for r in mixed["rejects"].values()} == set(REASONS) - FORMAT_REASONS
 
 
 def test_kept_lines_are_byte_exact_with_extra_fields(mixed: dict) -> None:
@@ -254,8 +258,8 @@ def test_parallel_first_pass_matches_serial(tmp_path: Path) -> None:
     body = b"\xef\xbb\xbf" + b"".join(line + ends[i % 3] for i, line in enumerate(lines))
     path = tmp_path / "pairs.jsonl"
     path.write_bytes(body)
-    serial = first_pass(path, 10_000, workers=1)
-    parallel = first_pass(path, 10_000, workers=3)
+    serial = InputFile(path, 10_000).first_pass(workers=1)
+    parallel = InputFile(path, 10_000).first_pass(workers=3)
     assert len(serial[0]) == len(body[3:].splitlines())  # bytes.splitlines: the same three line endings
     assert np.array_equal(serial[0], parallel[0]) and np.array_equal(serial[1], parallel[1])
     ranges = line_io.line_ranges(path, 12)
