@@ -6,8 +6,10 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -21,6 +23,8 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)) if is_dir else \
         path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    open_outputs = _open_outputs()
+    open_outputs.append(path)
     try:
         yield tmp
         if is_dir and path.exists():
@@ -30,13 +34,66 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if is_dir:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # never created; a read-only file system says EROFS even so
                 tmp.unlink()
+        if isinstance(e, OSError):
+            e.filename = output_name(e.filename, tmp, path, open_outputs)
         raise
+    finally:
+        open_outputs.remove(path)
+
+
+_local = threading.local()
+
+
+def _open_outputs() -> list[Path]:
+    """The outputs this thread is writing through atomic_path right now."""
+    if not hasattr(_local, "outputs"):
+        _local.outputs = []
+    return _local.outputs
+
+
+def output_name(filename: str | bytes | None, tmp: Path, path: Path, open_outputs: list[Path]) -> str:
+    """The output an OSError concerns, as the user knows it. An error without a file name (a write that found the
+    disk full) names `path`, or its directory when other outputs are being written at the same time (which of
+    them failed is not known); one naming the temporary file names `path`, one inside a temporary directory the
+    file inside `path`; any other keeps its name (a parent directory that could not be created)."""
+    if filename is None:
+        return str(path) if len(open_outputs) == 1 else str(path.parent)
+    name = Path(os.fsdecode(filename))
+    if name == tmp:
+        return str(path)
+    if tmp in name.parents:
+        return str(path / name.relative_to(tmp))
+    return str(name)
+
+
+OS_ERROR_IN_MESSAGE = re.compile(r"os error (\d+)\)")
+
+
+@contextlib.contextmanager
+def native_os_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise a failed write of native code as the OSError it is, naming `path`.
+
+    torch.save's zip writer reports the OSError of the Python file it writes to as a RuntimeError ("unexpected
+    pos"), safetensors and tokenizers (Rust) as their own exceptions ("... (os error 28)"): a full disk would
+    otherwise be a traceback instead of the one line `errors.run_main` gives it.
+    """
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as e:
+        code = e.__context__.errno if isinstance(e.__context__, OSError) else None
+        if code is None and (found := OS_ERROR_IN_MESSAGE.search(str(e))):
+            code = int(found.group(1))
+        if code is None:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from e
 
 
 def round_floats(obj: object, digits: int = 6) -> object:
@@ -59,7 +116,8 @@ def write_json(path: str | os.PathLike, obj: object) -> None:
 def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> None:
     """Write rows as CSV atomically (the plot data DVC reads); columns in the order of the first row."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames or list(rows[0]), lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=fieldnames or list(rows[0]), lineterminator="\n",
+                                extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -69,6 +127,14 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
+    return h.hexdigest()
+
+
+def directory_sha256(directory: str | os.PathLike) -> str:
+    """sha256 over the names and bytes of a directory's files (not its subdirectories), in name order."""
+    h = hashlib.sha256()
+    for file in sorted(p for p in Path(directory).iterdir() if p.is_file()):
+        h.update(file.name.encode() + b"\0" + file_sha256(file).encode())
     return h.hexdigest()
 
 

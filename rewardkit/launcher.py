@@ -52,11 +52,14 @@ def relaunch_under_torchrun(nproc: int, module: str, argv: list[str], device: to
                     how += " (the kernel's out-of-memory killer sends it: see `dmesg`)"
             else:
                 how = f"exited with code {code}" + (" (see its traceback above)" if code == 1 else "")
+            # 2: a UserError; 128 + n: a worker that stopped on a signal after a checkpoint: each said why
             errors.summary(f"training process of rank {rank} (pid {failure.pid}) {how}; the others were stopped",
-                           unless_explained=code == 2)
+                           unless_explained=code == 2 or code > 128)
             return code if code > 0 else 128 - code
-        except SignalException as e:  # Ctrl-C or a kill of this process: the agent has stopped the workers
-            errors.summary("interrupted" if e.sigval == signal.SIGINT else f"stopped by {e.sigval.name}")
+        except SignalException as e:  # Ctrl-C or a kill of this process: the agent has passed the signal on to
+            # the workers (SIGKILL after 30 s); in the training loop they finish the step, checkpoint, and say so
+            errors.summary("interrupted" if e.sigval == signal.SIGINT else f"stopped by {e.sigval.name}",
+                           unless_explained=True)
             return 128 + e.sigval
         finally:
             logging.disable(logging.NOTSET)

@@ -1,0 +1,279 @@
+"""Checkpoints verified on load (manifest, keep two, damaged ones set aside), the code fingerprint in the run key,
+the stop-on-signal context, and file-system errors as one line: all in-process, on a toy model, in a second."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from rewardkit import checkpoint, preemption
+from rewardkit.artifact import check_model_dir, safetensors_problem
+from rewardkit.config import ModelConfig, TrainConfig
+from rewardkit.distributed import Ranks
+from rewardkit.errors import UserError, file_system_error, run_main
+from rewardkit.io import atomic_path, native_os_errors
+
+CPU = torch.device("cpu")
+
+
+def toy_state(seed: int):
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    model(torch.ones(2, 4)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    return model, optimizer, scheduler
+
+
+def save(directory: Path, step: int) -> None:
+    model, optimizer, scheduler = toy_state(step)
+    checkpoint.save(directory, step=step, model=model, optimizer=optimizer, scheduler=scheduler,
+                    curve=[{"step": s, "loss": 0.5} for s in range(1, step + 1)])
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_each_checkpoint_has_a_manifest_and_the_last_two_are_kept(tmp_path):
+    for step in (5, 10, 15):
+        save(tmp_path, step)
+    assert names(tmp_path) == ["step-00000010.json", "step-00000010.pt", "step-00000015.json", "step-00000015.pt"]
+    manifest = json.loads((tmp_path / "step-00000015.json").read_text())
+    pt = tmp_path / "step-00000015.pt"
+    assert manifest["size"] == pt.stat().st_size and manifest["file"] == pt.name and manifest["step"] == 15
+    state = checkpoint.load_latest(tmp_path, CPU)
+    assert state["step"] == 15 and len(state["curve"]) == 15
+    assert torch.equal(state["model"]["weight"], toy_state(15)[0].state_dict()["weight"])
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda pt: pt.write_bytes(pt.read_bytes()[: pt.stat().st_size // 2]), "truncated"),
+    (lambda pt: pt.write_bytes(flip(pt.read_bytes(), pt.stat().st_size // 2)), "sha256 differs"),
+    (lambda pt: pt.with_suffix(".json").unlink(), "no manifest"),
+    (lambda pt: pt.with_suffix(".json").write_text('{"size": 12'), "manifest step-00000010.json is unreadable"),
+    (lambda pt: pt.unlink(), "the file is missing"),
+])
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_one_used(tmp_path, capsys, damage, why):
+    save(tmp_path, 5)
+    save(tmp_path, 10)
+    damage(tmp_path / "step-00000010.pt")
+    left = [n for n in names(tmp_path) if n.startswith("step-00000010")]
+    state = checkpoint.load_latest(tmp_path, CPU)
+    assert state["step"] == 5
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: checkpoint {tmp_path}/step-00000010.pt is damaged (")
+    assert why in lines[0] and lines[0].endswith("resuming from the one of step 5")
+    assert "step-00000010.pt.damaged" in lines[0]
+    assert [n for n in names(tmp_path) if n.startswith("step-00000010")] == [n + ".damaged" for n in left]
+    assert checkpoint.steps_on_disk(tmp_path) == [5]  # the next run does not even look at it
+
+
+def flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+def test_an_unloadable_checkpoint_that_matches_its_manifest_is_set_aside_too(tmp_path, capsys):
+    save(tmp_path, 5)
+    pt = tmp_path / "step-00000005.pt"
+    pt.write_bytes(b"not a zip archive")  # as if written so by a buggy writer: the manifest agrees
+    from rewardkit.io import file_sha256, write_json
+    write_json(pt.with_suffix(".json"), {"file": pt.name, "step": 5, "size": pt.stat().st_size,
+                                         "sha256": file_sha256(pt)})
+    assert checkpoint.load_latest(tmp_path, CPU) is None
+    line, = capsys.readouterr().err.splitlines()
+    assert "torch.load failed" in line and line.endswith("training from scratch")
+
+
+def test_both_damaged_means_from_scratch_and_a_finished_run_keeps_only_the_damaged(tmp_path, capsys):
+    save(tmp_path, 5)
+    save(tmp_path, 10)
+    for pt in tmp_path.glob("*.pt"):
+        pt.write_bytes(flip(pt.read_bytes(), 100))
+    assert checkpoint.load_latest(tmp_path, CPU) is None
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(line.endswith("training from scratch") for line in lines)
+    save(tmp_path, 15)
+    checkpoint.remove(tmp_path)
+    assert all(n.endswith(".damaged") for n in names(tmp_path)) and len(names(tmp_path)) == 4
+    shutil.rmtree(tmp_path)
+    tmp_path.mkdir()
+    save(tmp_path, 5)
+    checkpoint.remove(tmp_path)
+    assert not tmp_path.exists()
+
+
+def test_resume_on_one_process_is_load_latest(tmp_path):
+    assert checkpoint.resume(tmp_path / "none", CPU, Ranks()) is None
+    save(tmp_path, 5)
+    assert checkpoint.resume(tmp_path, CPU, Ranks())["step"] == 5
+
+
+# ------------------------------------------------------------------------------------------------ run key
+def copy_package(tmp_path: Path) -> Path:
+    source = checkpoint.source_dir("rewardkit")
+    return Path(shutil.copytree(source, tmp_path / "rewardkit", ignore=shutil.ignore_patterns("__pycache__")))
+
+
+def test_the_fingerprint_covers_the_training_code_and_only_it(tmp_path):
+    files = {p.name for p in checkpoint.code_files()}
+    assert {"training.py", "optimization.py", "checkpoint.py", "preemption.py", "losses.py", "model.py",
+            "__init__.py"} <= files
+    assert not files & {"validation.py", "server.py", "jsonl_scoring.py"}  # splitting: the validation slice
+    package = copy_package(tmp_path)
+    same = checkpoint.code_fingerprint()
+    assert checkpoint.code_fingerprint(package_dir=package) == same  # where the project lies does not count
+    (package / "validation.py").write_text("# not imported by training\n", encoding="utf-8")
+    assert checkpoint.code_fingerprint(package_dir=package) == same
+    with open(package / "losses.py", "a", encoding="utf-8") as f:
+        f.write("# an edit\n")
+    assert checkpoint.code_fingerprint(package_dir=package) != same
+
+
+def test_the_run_key_changes_with_code_packages_data_and_params_not_checkpoint_every(monkeypatch):
+    model_cfg, cfg = ModelConfig(name="scratch-tiny"), TrainConfig()
+    key = checkpoint.run_key("abc", model_cfg, cfg)
+    assert checkpoint.run_key("abc", model_cfg, TrainConfig(checkpoint_every=7)) == key
+    assert checkpoint.run_key("abd", model_cfg, cfg) != key
+    assert checkpoint.run_key("abc", model_cfg, TrainConfig(lr=1e-3)) != key
+    monkeypatch.setattr(checkpoint, "code_fingerprint", lambda: "edited")
+    assert checkpoint.run_key("abc", model_cfg, cfg) != key
+    monkeypatch.undo()
+    versions = checkpoint.package_versions()
+    assert set(versions) >= {"torch", "transformers", "tokenizers", "sentencepiece"}
+    monkeypatch.setattr(checkpoint, "package_versions", lambda: {**versions, "torch": "0.0.1"})
+    assert checkpoint.run_key("abc", model_cfg, cfg) != key
+
+
+# ----------------------------------------------------------------------------------------- stop on signal
+def test_a_signal_becomes_a_request_and_the_handlers_come_back(monkeypatch):
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with preemption.StopOnSignal() as stop:
+        assert not stop.requested and stop.agreed(Ranks()) == 0
+        signal.raise_signal(signal.SIGTERM)  # the process goes on
+        assert stop.requested and stop.agreed(Ranks()) == signal.SIGTERM
+        signal.raise_signal(signal.SIGTERM)  # again (directly and through torchrun's agent): still going on
+        assert stop.signum == signal.SIGTERM
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    with pytest.raises(KeyboardInterrupt), preemption.StopOnSignal() as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.signum == signal.SIGINT
+        signal.raise_signal(signal.SIGINT)  # twice: as without the handler, at once
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_stopped_is_one_line_and_exits_128_plus_the_signal(capsys, tmp_path):
+    error = preemption.Stopped(signal.SIGTERM, 9, 24, tmp_path)
+    assert error.exit_code == 143 and preemption.Stopped(signal.SIGINT, 1, 2, tmp_path).exit_code == 130
+
+    def main():
+        raise error
+
+    with pytest.raises(SystemExit) as exited:
+        run_main(main)
+    assert exited.value.code == 143
+    assert capsys.readouterr().err == (f"error: stopped by SIGTERM after step 9/24; its checkpoint is in {tmp_path}: "
+                                       "rerun the train stage (dvc repro) to resume from it\n")
+
+
+# ------------------------------------------------------------------------------------ file-system errors
+@pytest.mark.parametrize("code, start", [
+    (errno.ENOSPC, "error: no space left on device writing out/x.json: free some space (df -h out) and rerun"),
+    (errno.EDQUOT, "error: disk quota exceeded writing out/x.json: "),
+    (errno.EROFS, "error: read-only file system: out/x.json: write to a writable file system, or remount out "),
+    (errno.EACCES, "error: permission denied: out/x.json: check who owns out and its files (ls -l out)"),
+])
+def test_file_system_errors_are_one_line_and_exit_2(capsys, code, start):
+    def main():
+        raise OSError(code, os.strerror(code), "out/x.json")
+
+    with pytest.raises(SystemExit) as exited:
+        run_main(main)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(start) and err.count("\n") == 1
+
+
+def test_other_os_errors_keep_their_traceback():
+    assert file_system_error(OSError(errno.EIO, "I/O error", "x")) is None
+    assert file_system_error(PermissionError(errno.EACCES, "Permission denied")) is None  # bind() to port 80
+    with pytest.raises(FileNotFoundError):
+        run_main(lambda: open("/nonexistent/x"))
+
+
+def test_atomic_path_names_the_output_of_a_write_that_failed(tmp_path):
+    with pytest.raises(OSError) as error, atomic_path(tmp_path / "out.jsonl"):
+        raise OSError(errno.ENOSPC, "No space left on device")  # what f.write raises: no file name
+    assert error.value.filename == str(tmp_path / "out.jsonl")
+    with pytest.raises(OSError) as error, atomic_path(tmp_path / "a.jsonl"), atomic_path(tmp_path / "b.jsonl"):
+        raise OSError(errno.ENOSPC, "No space left on device")  # which of the two: not known, their directory
+    assert error.value.filename == str(tmp_path)
+    with pytest.raises(OSError) as error, atomic_path(tmp_path / "model", is_dir=True) as tmp:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "config.json"))
+    assert error.value.filename == str(tmp_path / "model" / "config.json")
+    assert os.listdir(tmp_path) == []  # no temporary file or directory left
+
+
+def test_native_writers_full_disk_becomes_an_os_error():
+    with pytest.raises(OSError) as error, native_os_errors("m/model.safetensors"):
+        raise RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert (error.value.errno, error.value.filename) == (errno.ENOSPC, "m/model.safetensors")
+    with pytest.raises(OSError) as error, native_os_errors("ckpt.pt"):
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos 704 vs 598") from None
+    assert error.value.errno == errno.EDQUOT
+    with pytest.raises(RuntimeError), native_os_errors("x"):
+        raise RuntimeError("a bug, not a full disk")
+
+
+# ------------------------------------------------------------------------------------ damaged model dirs
+@pytest.fixture
+def model_dir(tmp_path) -> Path:
+    from safetensors.torch import save_file
+
+    directory = tmp_path / "reward_model"
+    directory.mkdir()
+    save_file({"w": torch.arange(12.0).reshape(3, 4), "b": torch.zeros(3)}, directory / "model.safetensors")
+    (directory / "config.json").write_text('{"model_type": "deberta-v2"}')
+    (directory / "reward_model.json").write_text('{"pooling": "cls", "max_length": 64}')
+    return directory
+
+
+def test_a_whole_model_dir_passes_and_a_damaged_one_names_its_file(model_dir):
+    assert check_model_dir(model_dir)["pooling"] == "cls"
+    weights = model_dir / "model.safetensors"
+    data = weights.read_bytes()
+    assert safetensors_problem(weights) is None
+    weights.write_bytes(data[:-5])
+    assert "truncated or overwritten" in safetensors_problem(weights)
+    weights.write_bytes(data[:40])
+    assert "truncated" in safetensors_problem(weights)
+    weights.write_bytes(data[:8] + b"#" + data[9:])
+    assert "not a safetensors header" in safetensors_problem(weights)
+    with pytest.raises(UserError) as error:
+        check_model_dir(model_dir)
+    assert str(error.value).startswith(f"{weights} is damaged (its header is not a safetensors header): restore "
+                                       f"the model with `dvc checkout {model_dir}`, or retrain it with `dvc repro "
+                                       "train`")
+
+
+def test_a_damaged_json_or_missing_weights_or_dir_is_one_user_error(model_dir):
+    (model_dir / "config.json").write_text('{"model_type": ')
+    with pytest.raises(UserError, match=r"config.json is damaged \(not valid JSON"):
+        check_model_dir(model_dir)
+    (model_dir / "config.json").write_text("{}")
+    (model_dir / "model.safetensors").unlink()
+    with pytest.raises(UserError, match=r"model.safetensors is damaged \(the file is missing\)"):
+        check_model_dir(model_dir)
+    with pytest.raises(UserError, match="not found: train it with `dvc repro train`"):
+        check_model_dir(model_dir.parent / "nothing")
