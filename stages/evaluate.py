@@ -1,20 +1,25 @@
-"""evaluate stage: pairwise accuracy (ties ½), loss, calibration and length-bias checks on the held-out pairs."""
+"""evaluate stage: pairwise accuracy (ties ½), loss, calibration, length-bias checks and breakdowns on the held-out
+pairs and the extra evaluation sets; then the released model with its card."""
 from __future__ import annotations
 
 from rewardkit.cli import parse_paths
-from rewardkit.config import EvaluateConfig, load
+from rewardkit.config import EvaluateConfig, ValidateConfig, load
 from rewardkit.errors import run_main
 from rewardkit.evaluation import EvaluatePaths, evaluate_model
 
-PATHS = {"pairs": "JSONL of the held-out pairs", "model": "trained reward model directory",
+PATHS = {"store": "token store of the held-out pairs", "model": "trained reward model directory",
+         "release": "directory to write the released model (the trained one and its model card) to",
          "scores": "JSONL of per-pair rewards to write", "metrics": "JSON of the evaluation metrics",
-         "histogram": "CSV of the reward histogram", "calibration": "CSV of the calibration curve"}
+         "histogram": "CSV of the reward histogram", "calibration": "CSV of the calibration curve",
+         "groups": "CSV of accuracy per source/subset group", "extra_dir": "directory of the extra set files",
+         "extra_out": "directory for the extra sets' validated rows and token stores"}
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_paths("python -m stages.evaluate", __doc__, PATHS, argv)
-    paths = EvaluatePaths(args.pairs, args.model, args.scores, args.metrics, args.histogram, args.calibration)
-    evaluate_model(paths, load(EvaluateConfig))
+    paths = EvaluatePaths(args.store, args.model, args.release, args.scores, args.metrics, args.histogram,
+                          args.calibration, args.groups, args.extra_dir, args.extra_out)
+    evaluate_model(paths, load(EvaluateConfig), load(ValidateConfig))
 
 
 if __name__ == "__main__":

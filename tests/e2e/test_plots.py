@@ -28,6 +28,10 @@ CSVS = {
         for x in np.linspace(-3, 3, 30)],
     "metrics/eval_calibration.csv": ["bin,confidence,accuracy,pairs"] + [
         f"{b},{0.525 + 0.05 * b:.6f},{min(1.0, 0.5 + 0.06 * b):.6f},{10 + b}" for b in range(10)],
+    "metrics/validation_curve.csv": ["step,val_loss,val_accuracy"] + [
+        f"{s},{0.7 * np.exp(-s / 20) + 0.1:.6f},{min(1.0, 0.5 + s / 80):.6f}" for s in STEPS[4::5]],
+    "metrics/eval_by_group.csv": ["group,accuracy,pairs", "eval: source=forum,0.91,120", "eval: source=docs,0.78,80",
+                                  "rb: subset=mt-bench-hard,0.55,37"],
 }
 
 

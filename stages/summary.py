@@ -1,0 +1,21 @@
+"""A short summary of the last pipeline run, at most 100 columns wide (`make metrics`; `make demo` ends with it).
+
+    python -m stages.summary [--metrics metrics]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rewardkit.errors import run_main
+from rewardkit.summary import summary_lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.summary", description=__doc__.splitlines()[0])
+    parser.add_argument("--metrics", type=Path, default=Path("metrics"), help="the metrics directory")
+    print("\n".join(summary_lines(parser.parse_args(argv).metrics)))
+
+
+if __name__ == "__main__":
+    run_main(main)
