@@ -1,8 +1,9 @@
 """rewardkit: train, evaluate and serve pairwise (Bradley–Terry) reward models.
 
-    from rewardkit import RewardScorer
-    scorer = RewardScorer.from_pretrained("models/reward_model")
+    from rewardkit import RewardScorer, RemoteRewardModel
+    scorer = RewardScorer.from_pretrained("models/reward_model")      # in process
     rewards = scorer.score(prompt, candidates)
+    remote = RemoteRewardModel("http://rm-host:8000", api_key=key)    # over HTTP, from `python -m stages.serve`
 
 The public names load on first use, so the data stages import this package without torch.
 """
@@ -12,6 +13,7 @@ import importlib
 
 _EXPORTS = {
     "RewardScorer": "rewardkit.scorer",
+    "RemoteRewardModel": "rewardkit.client",
     "load_artifact": "rewardkit.artifact",
     "save_artifact": "rewardkit.artifact",
     "RewardModel": "rewardkit.model",
