@@ -2,14 +2,17 @@
 its peak RSS is its own). Prints one JSON line, like the peer scripts.
 
     python -m bench.ours train MODEL_DIR DATA.jsonl [--steps 20] [--warmup 2] [--batch 10] [--max-length 512]
-    python -m bench.ours eval MODEL_DIR DATA.jsonl [--batch 64] [--max-length 512]
+                               [--device cpu|cuda]
+    python -m bench.ours eval MODEL_DIR DATA.jsonl [--batch 64] [--max-length 512] [--device cpu|cuda]
 
 train: `rewardkit.optimization.optimize` (the train stage's loop) over DATA, which holds exactly (warmup + steps)
 x batch pairs, so one epoch is the run; its `on_step` callback stamps each optimizer step with the real tokens it
-read, and the steps after the first `--warmup` are timed. Settings as the peers: AdamW lr 5e-5, constant schedule,
-fp32, no checkpoints.
+read, and the steps after the first `--warmup` are timed. Pairs are encoded with the model's own input template
+(token types for BERT-family bases), as the train stage does. Settings as the peers: AdamW lr 5e-5, constant
+schedule, fp32 (`--device cuda`: bf16 autocast, as the train stage runs there), no checkpoints.
 eval: `rewardkit.evaluation.score_pairs` (encoding + `score_sequences` in inference mode, the evaluate stage's
 code path) over all of DATA, after one small untimed warm-up call.
+Both report `sq_tokens`, the sum of squared real sequence lengths of the timed forwards (for attention FLOPs).
 """
 from __future__ import annotations
 
@@ -22,10 +25,12 @@ from pathlib import Path
 
 import torch
 
+from rewardkit.batching import inference_batches
 from rewardkit.config import TrainConfig
 from rewardkit.distributed import Ranks
 from rewardkit.encoding import encode_both_answers, encode_training_pairs
 from rewardkit.evaluation import score_pairs
+from rewardkit.families import input_template
 from rewardkit.model import load_base
 from rewardkit.optimization import optimize
 
@@ -37,39 +42,59 @@ def read_rows(path: str) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
+def synchronized_clock(device: torch.device) -> float:
+    """perf_counter once the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def peak_gpu_mb(device: torch.device) -> dict:
+    return {"peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2 ** 20} if device.type == "cuda" else {}
+
+
 def time_training(model_dir: str, data: str, steps: int, warmup: int, batch: int, max_length: int,
-                  compile_model: bool = False) -> dict:
+                  compile_model: bool = False, device_name: str = "cpu") -> dict:
+    device = torch.device(device_name)
     model, tokenizer = load_base(model_dir, "cls", SEED)
+    model.to(device)
     rows = read_rows(data)
-    pairs = encode_training_pairs(tokenizer, rows, max_length)
+    pairs = encode_training_pairs(tokenizer, rows, max_length, template=input_template(model.hf.config, tokenizer))
     if len(pairs.chosen) != (steps + warmup) * batch:
         raise SystemExit(f"{data}: {len(pairs.chosen)} usable pairs, expected (steps + warmup) x batch = "
                          f"{(steps + warmup) * batch}")
     cfg = TrainConfig(max_length=max_length, batch_size=batch, epochs=1, lr=5e-5, scheduler="constant",
-                      warmup_ratio=0.0, checkpoint_every=0, device="cpu", compile=compile_model, seed=SEED)
-    stamps: list[tuple[float, int]] = []  # (time, tokens) after each optimizer step
+                      warmup_ratio=0.0, checkpoint_every=0, device=device.type, compile=compile_model, seed=SEED)
+    stamps: list[tuple[float, int, int]] = []  # (time, tokens, sum of squared lengths so far) after each step
+    squares = [0]
+    model.register_forward_pre_hook(lambda module, inputs: squares.__setitem__(  # inputs[1]: the attention mask
+        0, squares[0] + int((inputs[1].sum(1) ** 2).sum())))
     with tempfile.TemporaryDirectory() as ckpt:
-        curve = optimize(model, pairs, cfg, torch.device("cpu"), Ranks(), tokenizer.pad_token_id, Path(ckpt),
-                         on_step=lambda record: stamps.append((time.perf_counter(), record["tokens"])))
-    tokens = sum(n for _, n in stamps[warmup:warmup + steps])
+        curve = optimize(model, pairs, cfg, device, Ranks(), tokenizer.pad_token_id, Path(ckpt),
+                         on_step=lambda record: stamps.append((synchronized_clock(device), record["tokens"],
+                                                               squares[0])))
+    tokens = sum(n for _, n, _ in stamps[warmup:warmup + steps])
     seconds = stamps[warmup + steps - 1][0] - stamps[warmup - 1][0]
     return {"impl": "ours", "pairs_per_s": steps * batch / seconds, "s_per_step": seconds / steps,
-            "tokens": tokens, "kept_pairs": len(pairs.chosen), "last_loss": curve[-1]["loss"],
-            "threads": torch.get_num_threads()}
+            "tokens": tokens, "sq_tokens": stamps[warmup + steps - 1][2] - stamps[warmup - 1][2],
+            "kept_pairs": len(pairs.chosen), "last_loss": curve[-1]["loss"],
+            "threads": torch.get_num_threads(), **peak_gpu_mb(device)}
 
 
-def time_evaluation(model_dir: str, data: str, batch: int, max_length: int) -> dict:
+def time_evaluation(model_dir: str, data: str, batch: int, max_length: int, device_name: str = "cpu") -> dict:
+    device = torch.device(device_name)
     model, tokenizer = load_base(model_dir, "cls", SEED)
-    model.eval()
+    model.to(device).eval()
     rows = read_rows(data)
-    device = torch.device("cpu")
     score_pairs(model, tokenizer, max_length, rows[:2], batch, device)  # warm-up: first-call allocations
-    start = time.perf_counter()
+    start = synchronized_clock(device)
     chosen, rejected = score_pairs(model, tokenizer, max_length, rows, batch, device)
-    seconds = time.perf_counter() - start
-    tokens = sum(map(len, encode_both_answers(tokenizer, rows, max_length).ids))  # the tokens that were scored
-    return {"impl": "ours-eval", "pairs_per_s": len(rows) / seconds, "seconds": seconds, "tokens": tokens,
-            "accuracy": (chosen > rejected).double().mean().item()}
+    seconds = synchronized_clock(device) - start
+    lengths = [len(ids) for ids in encode_both_answers(tokenizer, rows, max_length,
+                                                        input_template(model.hf.config, tokenizer)).ids]
+    return {"impl": "ours-eval", "pairs_per_s": len(rows) / seconds, "seconds": seconds, "tokens": sum(lengths),
+            "sq_tokens": sum(n * n for n in lengths), "batches": len(inference_batches(lengths, 2 * batch, device)),
+            "accuracy": (chosen > rejected).double().mean().item(), **peak_gpu_mb(device)}
 
 
 def main() -> None:
@@ -82,13 +107,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--compile", action="store_true", help="train with train.compile=true")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: bf16 autocast, as the "
+                                                                                 "train stage runs it")
     a = parser.parse_args()
     if a.mode == "train":
         if a.warmup < 1 or a.steps < 1:
             parser.error("--warmup and --steps must be at least 1 (the first timed step starts after a warm-up)")
-        result = time_training(a.model, a.data, a.steps, a.warmup, a.batch, a.max_length, a.compile)
+        result = time_training(a.model, a.data, a.steps, a.warmup, a.batch, a.max_length, a.compile, a.device)
     else:
-        result = time_evaluation(a.model, a.data, a.batch, a.max_length)
+        result = time_evaluation(a.model, a.data, a.batch, a.max_length, a.device)
     print(json.dumps(result))
 
 

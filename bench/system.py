@@ -1,12 +1,21 @@
-"""The machine: a one-line description, its load, the fp32 matmul peak through torch, and child processes timed
-with their own peak RSS."""
+"""The machine: a one-line description, its load, matmul ceilings through torch, model FLOPs, and child processes
+timed with their own peak RSS.
+
+Two ceilings: the classic one (one 2048^2 fp32 matmul, 2 threads), kept for continuity with earlier runs, and the
+one to steer by: the model's own token-wise matmuls (`layer_gemms`) at the workload's real rows per step, in the
+thread layout our code runs them (training: one process, 2 intra-op threads; CPU scoring: one single-thread worker
+per core on separate batches, all at once). Small hidden sizes make skinnier matmuls than 2048^2, and two
+single-thread matmuls side by side are not one two-thread matmul, so the two ceilings differ.
+"""
 from __future__ import annotations
 
 import json
 import os
 import platform
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -61,6 +70,101 @@ def matmul_peak_gflops(n: int = 2048, threads: int = 2, repeats: int = 5) -> flo
     finally:
         torch.set_num_threads(saved)
     return 2 * n ** 3 / best / 1e9
+
+
+def layer_gemms(hidden: int, intermediate: int, rows: int) -> list[tuple[int, int, int]]:
+    """(M, K, N) of one encoder layer's token-wise matmuls x(M, K) . W(N, K)^T at `rows` tokens: q/k/v as one
+    (H, 3H) matmul (as our fast paths run it), the attention output (H, H), the feed-forward (H, 4H) and (4H, H)."""
+    return [(rows, hidden, 3 * hidden), (rows, hidden, hidden), (rows, hidden, intermediate),
+            (rows, intermediate, hidden)]
+
+
+def _gemm_ops(shapes: list[tuple[int, int, int]], backward: bool, dtype, device: str) -> list[tuple[float, object]]:
+    """(flops, thunk) per matmul, in the layouts autograd runs a linear layer: forward x @ W^T; backward the input
+    gradient g @ W (M, N, K) and the weight gradient g^T @ x (N, M, K)."""
+    import torch
+
+    ops = []
+    for m, k, n in shapes:
+        x, w, g = (torch.randn(*shape, dtype=dtype, device=device) for shape in ((m, k), (n, k), (m, n)))
+        ops.append((2 * m * k * n, lambda x=x, w=w: x @ w.t()))
+        if backward:
+            ops += [(2 * m * n * k, lambda g=g, w=w: g @ w), (2 * n * m * k, lambda g=g, x=x: g.t() @ x)]
+    return ops
+
+
+def _best_seconds(op, repeats: int, device: str, inner: int = 20) -> float:
+    """Best-of-`repeats` seconds of one op() call; on CUDA timed with events around `inner` back-to-back calls
+    (one launch alone is too short to time)."""
+    import torch
+
+    op()  # first call: library set-up (MKL/oneDNN, cuBLAS handles and heuristics)
+    best = float("inf")
+    for _ in range(repeats):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(inner):
+                op()
+            end.record()
+            end.synchronize()
+            best = min(best, start.elapsed_time(end) / 1e3 / inner)
+        else:
+            start_s = time.perf_counter()
+            op()
+            best = min(best, time.perf_counter() - start_s)
+    return best
+
+
+def model_gemm_peak(shapes: list[tuple[int, int, int]], backward: bool, threads: int = 2, repeats: int = 5,
+                    device: str = "cpu", dtype=None) -> float:
+    """GFLOP/s of the matmuls `shapes` (and their backward ones) on one worker: total flops over the sum of each
+    matmul's best time. CPU: fp32 on `threads` intra-op threads; CUDA: `dtype` (bf16 by default), events."""
+    import torch
+
+    dtype = dtype or (torch.float32 if device == "cpu" else torch.bfloat16)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ops = _gemm_ops(shapes, backward, dtype, device)
+        total = sum(_best_seconds(op, repeats, device) for _, op in ops)
+    finally:
+        torch.set_num_threads(saved)
+    return sum(f for f, _ in ops) / total / 1e9
+
+
+def concurrent_gemm_peak(shapes: list[tuple[int, int, int]], workers: int = 2, repeats: int = 5) -> float:
+    """GFLOP/s of `workers` single-thread workers running the forward matmuls `shapes` at the same time, each on
+    its own tensors (the CPU scorer's layout): all workers' flops over the best-of-`repeats` wall time of a round
+    (fp32, CPU)."""
+    import torch
+
+    start_line = threading.Barrier(workers)
+    with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        ops = list(pool.map(lambda _: _gemm_ops(shapes, False, torch.float32, "cpu"), range(workers)))
+
+        def one_round(i: int) -> None:
+            start_line.wait()
+            for _, op in ops[i]:
+                op()
+
+        list(pool.map(one_round, range(workers)))  # warm-up round
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            list(pool.map(one_round, range(workers)))
+            best = min(best, time.perf_counter() - start)
+    return workers * sum(f for f, _ in ops[0]) / best / 1e9
+
+
+def attention_flops(config, sq_tokens: int, backward: bool) -> float:
+    """FLOPs of attention for sequences whose squared lengths sum to `sq_tokens` (sum of T^2): per layer and
+    sequence 2 T^2 H for q.k^T, as much for each DeBERTa position term (c2p, p2c: one more H-wide dot product per
+    score), and 2 T^2 H for probs.v; x3 with backward. (DeBERTa's position projections are per batch, not per
+    token, and left out: well under 1% of a step.)"""
+    positions = len(config.pos_att_type or []) if getattr(config, "relative_attention", False) else 0
+    forward = (2 * (1 + positions) + 2) * config.hidden_size * config.num_hidden_layers * sq_tokens
+    return forward * (3 if backward else 1)
 
 
 def run_child(cmd: list[str], log: Path, cwd: Path | None = None, env: dict | None = None) -> tuple[dict, float]:

@@ -9,8 +9,10 @@ something to learn without a length bias (both answer lengths are drawn independ
 randomly initialised model picks up within a few hundred steps, which makes `bench.quality` discriminate; the topic
 drift needs the prompt and is learnt far more slowly.
 
-Models: DeBERTa-v3 architecture from rewardkit.scratch.SCRATCH_SIZES with an 8k SentencePiece vocabulary trained
-on the bench training texts (rewardkit.scratch.build_scratch), random init, seed 0.
+Models: from rewardkit.scratch.SCRATCH_SIZES, random init, seed 0, with a tokenizer trained on the bench training
+texts (rewardkit.scratch.build_scratch): DeBERTa-v3 architecture with an 8k SentencePiece vocabulary (tiny, small),
+or BERT architecture at MiniLM-L6 size with a WordPiece vocabulary asked for 30k (minilm; the made-up words of the
+bench texts give WordPiece fewer pieces than that to learn, so the vocabulary it reaches is printed by the bench).
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "out"))  # tests point it at a temporary directory
-WORKLOADS = {"tiny": "scratch-tiny", "small": "scratch-deberta-v3-small"}
-VOCAB_SIZE = 8000
+WORKLOADS = {"tiny": "scratch-tiny", "small": "scratch-deberta-v3-small", "minilm": "scratch-minilm"}
+VOCAB_SIZES = {"tiny": 8000, "small": 8000, "minilm": 30000}  # the size asked of the tokenizer trainer
 SEED = 0
 N_TRAIN, N_EVAL = 2000, 400
 N_TOPICS, TOPIC_WORDS, COMMON_WORDS, EVASIVE_WORDS = 16, 400, 1600, 24
@@ -126,13 +128,19 @@ def first_rows(path: Path, n: int) -> Path:
 
 
 def model_dir(workload: str, train_data: Path) -> Path:
-    """A randomly initialised DeBERTa-v3-architecture model of `workload` dims, with an 8k-vocab tokenizer
-    trained on `train_data`."""
+    """A randomly initialised model of `workload`'s architecture and dims, with a tokenizer trained on
+    `train_data`."""
     from rewardkit.scratch import build_scratch
 
-    out = OUT / "models" / f"{workload}-{train_data.stem}-v{VOCAB_SIZE}"
+    vocab_size = VOCAB_SIZES[workload]
+    out = OUT / "models" / f"{workload}-{train_data.stem}-v{vocab_size}"
     if not (out / "config.json").exists():
         rows = read_jsonl(train_data)
         texts = list(dict.fromkeys(t for r in rows for t in (r["prompt"], r["chosen"], r["rejected"])))
-        build_scratch(WORKLOADS[workload], texts, VOCAB_SIZE, out, SEED)
+        build_scratch(WORKLOADS[workload], texts, vocab_size, out, SEED)
     return out
+
+
+def vocab_size(model: Path) -> int:
+    """The vocabulary the model directory's config holds (what its tokenizer reached)."""
+    return json.loads((model / "config.json").read_text())["vocab_size"]

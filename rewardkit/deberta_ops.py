@@ -1,5 +1,6 @@
 """Building blocks of `rewardkit.fast_deberta`: relative-position gather indices (cached), the attention chunk
-plan, and two autograd functions that keep less for backward than their plain torch equivalents."""
+plan, and two autograd functions that keep less for backward than their plain torch equivalents. The chunk plan
+and the feed-forward also serve `rewardkit.fast_bert` (BERT-family layers have the same module layout)."""
 from __future__ import annotations
 
 import threading

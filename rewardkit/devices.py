@@ -21,7 +21,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA; fp32 on CPU (bf16 matmuls are far slower than fp32 on CPUs without AMX)."""
+    """bf16 autocast on CUDA GPUs that have bf16 (Ampere and later; older ones run fp32 with TF32 where they can);
+    fp32 on CPU (bf16 matmuls are far slower than fp32 on CPUs without AMX)."""
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.cuda.is_bf16_supported())
     return torch.autocast("cpu", enabled=False)
+
+
+def enable_tf32(device: torch.device) -> None:
+    """On CUDA, let the fp32 matmuls outside autocast use TF32 tensor cores (the newer torch API when it exists)."""
+    if device.type != "cuda":
+        return
+    matmul, conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
+        matmul.fp32_precision = conv.fp32_precision = "tf32"
+    else:
+        matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

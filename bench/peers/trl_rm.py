@@ -2,11 +2,16 @@
 Prints pairs/s over the steps after the first `--warmup` (measured with a callback).
 
 Copied from ../shared/peers/trl_rm.py; the bench's changes: reading TRL's own count of real (non-pad) training
-tokens at the start and end of the timed steps (`tokens` in the JSON line), for tokens/s; and, for the quality
-comparison (bench/quality.py), --lr, --seed and --save DIR (the trained model and tokenizer, save_model).
+tokens at the start and end of the timed steps (`tokens` in the JSON line), for tokens/s, and the sum of squared
+real sequence lengths of the timed forwards (`sq_tokens`, from a forward pre-hook), for attention FLOPs; for the
+quality comparison (bench/quality.py), --lr, --seed and --save DIR (the trained model and tokenizer, save_model);
+for BERT-family tokenizers, which have no EOS token (TRL appends one to every text and fails without it), the
+tokenizer's SEP token as EOS (`eos_from_sep` in the JSON line: that token, or null when the tokenizer has an EOS);
+and, for bench/gpu_check.py, --device cuda and --bf16 (RewardConfig bf16=True), with the steps timed after a
+CUDA synchronize and the peak GPU memory (`peak_gpu_mb`).
 
 usage: python trl_rm.py MODEL_DIR DATA.jsonl [--steps 20] [--warmup 2] [--batch 10] [--max-length 128]
-                        [--lr 5e-5] [--seed 0] [--save DIR]
+                        [--lr 5e-5] [--seed 0] [--save DIR] [--device cpu|cuda] [--bf16]
 """
 import argparse, json, time, tempfile, torch
 from datasets import Dataset
@@ -18,29 +23,44 @@ ap.add_argument("model"); ap.add_argument("data")
 ap.add_argument("--steps", type=int, default=20); ap.add_argument("--warmup", type=int, default=2)
 ap.add_argument("--batch", type=int, default=10); ap.add_argument("--max-length", type=int, default=128)
 ap.add_argument("--lr", type=float, default=5e-5); ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--save")
+ap.add_argument("--save"); ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+ap.add_argument("--bf16", action="store_true")
 a = ap.parse_args()
 torch.manual_seed(a.seed)
 tok = AutoTokenizer.from_pretrained(a.model)
+eos_from_sep = None
+if tok.eos_token is None and tok.sep_token is not None:  # BERT-family: TRL 1.16 needs an EOS to append
+    tok.eos_token = eos_from_sep = tok.sep_token
 model = AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=1)
 rows = [json.loads(l) for l in open(a.data)]
 ds = Dataset.from_list(rows)
 
+squares = [0]  # sum of squared real lengths of the training forwards so far
+model.register_forward_pre_hook(lambda m, args, kw: squares.__setitem__(0, squares[0] + int(
+    (kw["attention_mask"].sum(1) ** 2).sum())) if m.training and "attention_mask" in kw else None, with_kwargs=True)
+
+def clock_now():
+    if a.device == "cuda": torch.cuda.synchronize()
+    return time.perf_counter()
+
 class Clock(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
-        if state.global_step == a.warmup: self.t0, self.tok0 = time.perf_counter(), self.trainer._total_train_tokens
+        if state.global_step == a.warmup:
+            self.t0, self.tok0, self.sq0 = clock_now(), self.trainer._total_train_tokens, squares[0]
         if state.global_step == a.warmup + a.steps:
-            self.el, self.tokens = time.perf_counter() - self.t0, self.trainer._total_train_tokens - self.tok0
+            self.el, self.tokens = clock_now() - self.t0, self.trainer._total_train_tokens - self.tok0
+            self.sq = squares[0] - self.sq0
 
 clock = Clock()
 with tempfile.TemporaryDirectory() as out:
     cfg = RewardConfig(output_dir=out, max_length=a.max_length, per_device_train_batch_size=a.batch,
                        learning_rate=a.lr, seed=a.seed, max_steps=a.steps + a.warmup, report_to="none", save_strategy="no",
-                       logging_steps=1000, bf16=False, gradient_checkpointing=False, use_cpu=True,
+                       logging_steps=1000, bf16=a.bf16, gradient_checkpointing=False, use_cpu=a.device == "cpu",
                        dataloader_drop_last=True, lr_scheduler_type="constant")
     tr = RewardTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[clock])
     clock.trainer = tr
     tr.train()
     if a.save: tr.save_model(a.save)
 print(json.dumps({"impl": "trl", "pairs_per_s": a.steps * a.batch / clock.el, "s_per_step": clock.el / a.steps, "kept_pairs": len(tr.train_dataset),
-                  "tokens": clock.tokens}))
+                  "tokens": clock.tokens, "sq_tokens": clock.sq, "eos_from_sep": eos_from_sep,
+                  **({"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2 ** 20} if a.device == "cuda" else {})}))

@@ -151,12 +151,14 @@ def test_auto_classes_reproduce_our_rewards(trained):
     assert max(ours) - min(ours) > 1e-4  # the rewards differ, so matching each one means something
 
 
-def test_text_classification_pipeline_for_encoders(trained):
+def test_text_classification_pipeline_reproduces_our_rewards(trained):
     family, model_dir, scorer = trained
-    if family in DECODERS:
-        pytest.skip("decoders take one text; the pipeline's text_pair is for encoders")
     pipe = pipeline("text-classification", model=str(model_dir), function_to_apply="none", device="cpu")
-    scores = [out["score"] for out in pipe([{"text": p, "text_pair": r} for p, r in PAIRS])]
+    if family in DECODERS:  # one text: prompt + response + EOS
+        inputs = [p + r + pipe.tokenizer.eos_token for p, r in PAIRS]
+    else:  # a text pair
+        inputs = [{"text": p, "text_pair": r} for p, r in PAIRS]
+    scores = [out["score"] for out in pipe(inputs)]
     assert scores == pytest.approx(scorer.score(PROMPTS, RESPONSES), abs=1e-5)
 
 
@@ -186,7 +188,8 @@ def test_segment_ids_change_the_reward_of_models_that_read_them(trained):
 
 def test_one_line_for_a_new_head_and_no_tokenizer_warnings(tmp_path, capfd):
     from rewardkit.encoding import encode_both_answers
-    from rewardkit.model import input_template, load_base
+    from rewardkit.families import input_template
+    from rewardkit.model import load_base
 
     base = build("bert", tmp_path / "bert")
     config = json.loads((base / "tokenizer_config.json").read_text())
