@@ -14,7 +14,7 @@ DEMO_PARAMS := -S model.name=scratch-tiny -S train.lr=1e-3 -S train.epochs=2 -S 
 GIT_IDENTITY := $(shell git config user.email >/dev/null 2>&1 || echo GIT_AUTHOR_NAME=rewardkit-demo \
 	GIT_AUTHOR_EMAIL=demo@localhost GIT_COMMITTER_NAME=rewardkit-demo GIT_COMMITTER_EMAIL=demo@localhost)
 
-.PHONY: setup demo repro test test-fast bench clean
+.PHONY: setup demo metrics repro test test-fast bench clean
 setup: $(VENV)/.installed
 
 # the pinned dependencies, then the rewardkit package itself, editable (what `import rewardkit` finds)
@@ -26,7 +26,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 demo: setup
 	$(RUN) $(GIT_IDENTITY) $(BIN)/dvc exp run $(DEMO_PARAMS)
-	$(RUN) $(BIN)/dvc metrics show
+	$(RUN) $(BIN)/python -m stages.summary
+
+# the last run in a few lines (`dvc metrics show` has every number)
+metrics: setup
+	$(RUN) $(BIN)/python -m stages.summary
 
 repro: setup
 	$(RUN) $(BIN)/dvc repro
@@ -45,7 +49,7 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 
 bench: setup $(VENV)/.bench-installed
 	$(RUN) $(BIN)/python -m bench
-	$(BIN)/python -m bench.data_scale
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) .scratch

@@ -73,8 +73,16 @@ class Section:
 @dataclass(frozen=True)
 class DataConfig(Section):
     section: ClassVar[str] = "data"
-    path: str = "dataset/financial_rewards.jsonl"
-    """The preference JSONL: one {"prompt", "chosen", "rejected"} object per line."""
+    path: str | list[str] = "dataset/financial_rewards.jsonl"
+    """The preference data: a .jsonl, .jsonl.gz or .parquet file, a list of them, or a directory of them."""
+    dir: str = "dataset"
+    """The directory dvc.yaml tracks as the validate stage's data dependency: every data file lies under it."""
+
+    def check(self) -> list[str]:
+        entries = [self.path] if isinstance(self.path, str) else self.path
+        if not isinstance(entries, list) or not entries or not all(isinstance(p, str) and p for p in entries):
+            return [f"path: expected a file or directory path or a non-empty list of them, got {self.path!r}"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -122,12 +130,17 @@ class ModelConfig(Section):
     pooling: str = "cls"
     """cls: the standard HF sequence-classification head; mean: masked mean of the last hidden states."""
     scratch_vocab_size: int = 8000
-    """SentencePiece vocabulary size for the scratch-* bases (trained on the training split)."""
+    """Tokenizer vocabulary size for the scratch-* bases (trained on the training split)."""
+    chat_template: str = "auto"
+    """How conversational rows become text: auto (the tokenizer's chat template when it has one, else the plain
+    `User: …\nAssistant:` template) or plain."""
 
     def check(self) -> list[str]:
         out = []
         if self.pooling not in POOLINGS:
             out.append(f"pooling: must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.chat_template not in ("auto", "plain"):
+            out.append(f"chat_template: must be auto or plain, got {self.chat_template!r}")
         if self.scratch_vocab_size < 300:
             out.append(f"scratch_vocab_size: must be at least 300, got {self.scratch_vocab_size}")
         if not self.name.strip():
@@ -156,6 +169,8 @@ class TrainConfig(Section):
     """Micro-batches per process per optimizer step (trades memory for time)."""
     epochs: int = 1
     """Passes over the training split."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: off); the learning-rate schedule follows it."""
     lr: float = 2e-5
     """Peak learning rate of AdamW."""
     weight_decay: float = 0.01
@@ -180,6 +195,14 @@ class TrainConfig(Section):
     """Optimizer steps between resumable checkpoints in .scratch/ (0 disables checkpoints)."""
     nproc_per_node: int = 1
     """Processes (GPUs) per node; above 1 the stage relaunches itself under torchrun with DDP."""
+    eval_every: int = 0
+    """Optimizer steps between scorings of a validation slice of the training split (0: off, every training pair
+    is trained on). The eval split is never used during training."""
+    validation_fraction: float = 0.05
+    """With eval_every: the share of the training pairs, whole prompts at a time, kept out of training to validate."""
+    stats_pairs: int = 20000
+    """Training pairs scored with the final weights for the training metrics and the reward mean/std (all of them
+    when there are fewer; else this many, evenly spaced)."""
 
     def check(self) -> list[str]:
         from transformers.trainer_utils import SchedulerType
@@ -195,9 +218,14 @@ class TrainConfig(Section):
                        f"{self.nproc_per_node} x grad_accum_steps={self.grad_accum_steps}")
         if not self.lr > 0:
             out.append(f"lr: must be positive, got {self.lr}")
-        for key in ("weight_decay", "max_grad_norm", "center_rewards_coef", "checkpoint_every"):
+        for key in ("weight_decay", "max_grad_norm", "center_rewards_coef", "checkpoint_every", "max_steps",
+                    "stats_pairs"):
             if getattr(self, key) < 0:
                 out.append(f"{key}: must not be negative, got {getattr(self, key)}")
+        if not 0 < self.validation_fraction < 1:
+            out.append(f"validation_fraction: must be strictly between 0 and 1, got {self.validation_fraction}")
+        if self.eval_every < 0:
+            out.append(f"eval_every: must not be negative, got {self.eval_every}")
         if not 0 <= self.warmup_ratio < 1:
             out.append(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
         names = [s.value for s in SchedulerType]
@@ -215,6 +243,9 @@ class EvaluateConfig(Section):
     """Pairs per inference batch (batches are length-sorted)."""
     calibration_bins: int = 10
     """Equal-width confidence bins for ECE and the calibration curve."""
+    extra_sets: dict = dataclasses.field(default_factory=dict)
+    """Extra evaluation sets, {name: path}: files (any format validate accepts) under eval_sets/, each validated,
+    scored and reported under extra_sets.<name> in metrics/eval.json."""
 
     def check(self) -> list[str]:
         out = []

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from rewardkit.errors import UserError
+from rewardkit.formats import RowProblem, check_messages
 from rewardkit.io import atomic_path
 from rewardkit.lines import BOM
 from rewardkit.scorer import RewardScorer
@@ -55,8 +56,15 @@ def check_row(path: Path, number: int, row: dict, fields: tuple[str, ...], first
             raise UserError(f"{path} line {number}: field '{name}' is missing (rows are {'/'.join(fields)}, "
                             f"as on line {first})")
         value = row[name]
+        if isinstance(value, list):  # a conversational row: messages, rendered as the training data was
+            try:
+                check_messages(value, name)
+            except RowProblem as e:
+                raise UserError(f"{path} line {number}: {e}") from None
+            continue
         if not isinstance(value, str):
-            raise UserError(f"{path} line {number}: field '{name}' must be a string, got {json_kind(value)}")
+            raise UserError(f"{path} line {number}: field '{name}' must be a string or a list of messages, got "
+                            f"{json_kind(value)}")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 from transformers import get_scheduler
 
-from rewardkit import checkpoint, distributed
+from rewardkit import checkpoint, distributed, preemption
 from rewardkit.batching import length_grouped_batches, pad_batch
 from rewardkit.config import TrainConfig
 from rewardkit.devices import autocast
@@ -36,6 +36,13 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type in ("cuda", "cpu"))
 
 
+def steps_for(n_pairs: int, cfg: TrainConfig) -> int:
+    """Optimizer steps of a run: train.epochs over n_pairs in batches of train.batch_size (the last one smaller),
+    or train.max_steps when that is set and fewer. The learning-rate schedule spans exactly these steps."""
+    total = -(-n_pairs // cfg.batch_size) * cfg.epochs
+    return min(total, cfg.max_steps) if cfg.max_steps else total
+
+
 def diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig, device: torch.device) -> UserError:
     precision = "bf16 autocast on CUDA" if device.type == "cuda" else "fp32"
     return UserError(f"training diverged at step {step}: loss={loss}, grad norm={grad_norm} ({precision}). Likely "
@@ -44,20 +51,33 @@ def diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig, device:
 
 
 def optimize(model, pairs: TrainingPairs, cfg: TrainConfig, device: torch.device, ranks: Ranks, pad_id: int,
-             ckpt_dir: Path, on_step: Callable[[dict], None] | None = None) -> list[dict]:
+             ckpt_dir: Path, on_step: Callable[[dict], None] | None = None,
+             validate: Callable[[], dict] | None = None) -> list[dict]:
     """Train `model` in place; returns the per-step curve. Resumes from `ckpt_dir` when a checkpoint is there.
 
     `on_step`, when given, is called right after each optimizer step with its curve record plus "tokens", the real
     (non-pad) tokens this process's forwards of that step read (the benchmark times steps with it).
+    `validate`, when given, is called on rank 0 every train.eval_every steps and after the last one, the model in
+    eval mode; what it returns (val_loss, val_accuracy) joins that step's curve record.
+
+    SIGTERM or SIGINT: the step under way is finished, a checkpoint is written (whatever train.checkpoint_every),
+    then `preemption.Stopped` is raised, on every rank after the same step.
     """
-    lengths = np.maximum([len(c) for c in pairs.chosen], [len(r) for r in pairs.rejected])
+    with preemption.StopOnSignal() as stop:
+        return _optimize(model, pairs, cfg, device, ranks, pad_id, ckpt_dir, on_step, validate, stop)
+
+
+def _optimize(model, pairs: TrainingPairs, cfg: TrainConfig, device: torch.device, ranks: Ranks, pad_id: int,
+              ckpt_dir: Path, on_step: Callable[[dict], None] | None, validate: Callable[[], dict] | None,
+              stop: preemption.StopOnSignal) -> list[dict]:
+    lengths = pairs.lengths()
     steps_per_epoch = -(-len(lengths) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    total = steps_for(len(lengths), cfg)
     optimizer = make_optimizer(model, cfg, device)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=round(cfg.warmup_ratio * total),
                               num_training_steps=total)
     step, curve = 0, []
-    state = checkpoint.load(ckpt_dir, device) if cfg.checkpoint_every else None
+    state = checkpoint.resume(ckpt_dir, device, ranks)  # even with checkpoint_every=0: a stop writes one
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -75,12 +95,14 @@ def optimize(model, pairs: TrainingPairs, cfg: TrainConfig, device: torch.device
     forward = torch.compile(ddp) if cfg.compile else ddp
     multiple = 64 if cfg.compile else 8  # fixed length buckets bound torch.compile's recompiles
     parts = ranks.world * cfg.grad_accum_steps
-    margin = torch.tensor(pairs.margin, dtype=torch.float32)
+    margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32))
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not ranks.is_main, dynamic_ncols=True)
     t0, pairs_done = time.perf_counter(), 0
     model.train()
-    for epoch in range(cfg.epochs):
+    for epoch in range(-(-total // steps_per_epoch)):  # fewer epochs when train.max_steps stops earlier
         for i, batch in enumerate(length_grouped_batches(lengths, cfg.batch_size, cfg.seed, epoch)):
+            if epoch * steps_per_epoch + i >= total:
+                break
             if epoch * steps_per_epoch + i < step:
                 continue  # done before the interruption; the order itself is a pure function of (seed, epoch)
             sums = torch.zeros(2, dtype=torch.float64)  # loss, correct pairs (this rank)
@@ -109,6 +131,7 @@ def optimize(model, pairs: TrainingPairs, cfg: TrainConfig, device: torch.device
             loss_sum, correct = distributed.all_reduce_sum(sums, ranks).tolist()
             loss, grad_norm = loss_sum / len(batch), float(grad_norm)
             if not (np.isfinite(loss) and np.isfinite(grad_norm)):
+                bar.close()  # the message goes on a line of its own
                 raise diverged(step + 1, loss, grad_norm, cfg, device)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
@@ -119,12 +142,23 @@ def optimize(model, pairs: TrainingPairs, cfg: TrainConfig, device: torch.device
             pairs_done += len(batch)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", pairs_s=f"{pairs_done / (time.perf_counter() - t0):.1f}")
+            if validate is not None and cfg.eval_every and (step % cfg.eval_every == 0 or step == total):
+                if ranks.is_main:
+                    model.eval()
+                    curve[-1].update(validate())
+                    model.train()
+                distributed.barrier(ranks)
             if on_step is not None:
                 on_step({**curve[-1], "tokens": tokens})
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+            stop_signal = stop.agreed(ranks)  # a collective: every rank stops after the same step
+            if stop_signal:
+                bar.close()  # before the barrier below: the bar's last state comes before any rank's message
+            if stop_signal or cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
                 if ranks.is_main:
                     checkpoint.save(ckpt_dir, step=step, model=model, optimizer=optimizer, scheduler=scheduler,
                                     curve=curve)
                 distributed.barrier(ranks)
+            if stop_signal:
+                raise preemption.Stopped(stop_signal, step, total, ckpt_dir)
     bar.close()
     return curve

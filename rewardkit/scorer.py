@@ -8,11 +8,12 @@ from typing import Sequence
 import torch
 
 from rewardkit.artifact import load_artifact
-from rewardkit.devices import resolve_device
+from rewardkit.devices import enable_tf32, resolve_device
 from rewardkit.encoding import EncodedSequences, encode_sequences
 from rewardkit.errors import UserError
+from rewardkit.families import input_template
+from rewardkit.formats import render
 from rewardkit.inference import score_sequences
-from rewardkit.model import input_template
 
 
 class RewardScorer:
@@ -30,6 +31,7 @@ class RewardScorer:
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: str = "auto") -> RewardScorer:
         torch_device = resolve_device(device)
+        enable_tf32(torch_device)
         model, tokenizer, meta = load_artifact(model_dir)
         return cls(model.to(torch_device), tokenizer, meta, torch_device)
 
@@ -38,13 +40,18 @@ class RewardScorer:
         return self.encode_sequences(prompts, responses).ids
 
     def encode_sequences(self, prompts: str | Sequence[str], responses: Sequence[str]) -> EncodedSequences:
-        """The encoding as in training, with where each response starts (for bases with token types)."""
-        if isinstance(prompts, str):
-            prompts = [prompts] * len(responses)
+        """The encoding as in training, with where each response starts (for bases with token types).
+
+        Prompts and responses are strings, or message lists ({"role", "content"}) rendered as the training data
+        was (the tokenizer's chat template or the plain template, as reward_model.json records)."""
+        if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict)):
+            prompts = [prompts] * len(responses)  # one prompt for every response: best-of-n
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses; pass one prompt per response")
-        return encode_sequences(self.tokenizer, list(prompts), list(responses), self.meta["max_length"],
-                                self.template)
+        renderer = self.tokenizer if self.meta.get("rendering") == "chat_template" else None
+        texts = [render(p, r, renderer) for p, r in zip(prompts, responses)]
+        return encode_sequences(self.tokenizer, [p for p, _ in texts], [r for _, r in texts],
+                                self.meta["max_length"], self.template)
 
     def normalize(self, rewards: torch.Tensor) -> torch.Tensor:
         """(r - mean) / std with the reward statistics of the training pairs, saved by the train stage."""

@@ -9,15 +9,18 @@ from rewardkit.config import ModelConfig, TrainConfig, load
 from rewardkit.errors import run_main
 from rewardkit.training import TrainPaths, train_stage
 
-PATHS = {"data": "JSONL of the training pairs", "model": "directory to write the reward model to",
+PATHS = {"store": "token store of the training pairs", "tokenizer": "the tokenizer the store was made with",
+         "model": "directory to write the reward model to",
          "metrics": "JSON of the training metrics", "curve": "CSV of loss, accuracy and lr per step",
+         "validation_curve": "CSV of the validation slice's loss and accuracy (train.eval_every)",
          "scratch": "git-ignored directory for scratch bases and resumable checkpoints"}
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_paths("python -m stages.train", __doc__, PATHS, argv)
-    paths = TrainPaths(args.data, args.model, args.metrics, args.curve, args.scratch)
+    paths = TrainPaths(args.store, args.tokenizer, args.model, args.metrics, args.curve, args.validation_curve,
+                       args.scratch)
     code = train_stage(paths, load(ModelConfig), load(TrainConfig), "stages.train", argv)
     if code:
         sys.exit(code)

@@ -94,24 +94,38 @@ def tiny_base(tmp_path_factory) -> Path:
     return build_tiny_base(tmp_path_factory.mktemp("tiny-base") / "base", rows)
 
 
-def train_in_process(work: Path, base: Path, train_rows: list[dict], eval_rows: list[dict] | None = None,
+def train_in_process(work: Path, base: Path | str, train_rows: list[dict], eval_rows: list[dict] | None = None,
                      **params) -> Path:
-    """Run the train (and evaluate) stage's library code in `work` with the paths dvc.yaml gives them;
-    `params` override params.yaml as {"train": {...}}."""
+    """Run the tokenize, train (and, with eval rows, evaluate) stages' library code in `work` with the paths
+    dvc.yaml gives them; `params` override params.yaml as {"train": {...}}; `base` is model.name."""
     from rewardkit.config import EvaluateConfig, ModelConfig, TrainConfig, build
     from rewardkit.distributed import Ranks
     from rewardkit.evaluation import evaluate_model
     from rewardkit.training import train_reward_model
 
-    sections = {"model": {"name": str(base)}, **params}
-    merged = yaml.safe_load(write_params(work, sections).read_text(encoding="utf-8"))
-    write_jsonl(work / "data" / "train.jsonl", train_rows)
-    train_cfg = build(TrainConfig, merged)
-    train_reward_model(train_paths(work), build(ModelConfig, merged), train_cfg, resolve_cpu(), Ranks())
+    merged = prepare_stage_inputs(work, base, train_rows, eval_rows, **params)
+    model_cfg, train_cfg = build(ModelConfig, merged), build(TrainConfig, merged)
+    train_reward_model(train_paths(work), model_cfg, train_cfg, resolve_cpu(), Ranks())
     if eval_rows is not None:
-        write_jsonl(work / "data" / "eval.jsonl", eval_rows)
+        (work / "eval_sets").mkdir(exist_ok=True)
         evaluate_model(evaluate_paths(work), build(EvaluateConfig, merged), device="cpu")
     return work
+
+
+def prepare_stage_inputs(work: Path, base: Path | str, train_rows: list[dict], eval_rows: list[dict] | None = None,
+                         **params) -> dict:
+    """What the train stage reads, made in `work` as the pipeline makes it: params.yaml (model.name = base, plus
+    `params` as {"train": {...}}), the split files and their token stores (the tokenize stage, in process).
+    Returns the params."""
+    from rewardkit.config import ModelConfig, TrainConfig, build
+    from rewardkit.tokenization import tokenize_splits
+
+    sections = {**params, "model": {"name": str(base), **params.get("model", {})}}
+    merged = yaml.safe_load(write_params(work, sections).read_text(encoding="utf-8"))
+    write_jsonl(work / "data" / "train.jsonl", train_rows)
+    write_jsonl(work / "data" / "eval.jsonl", eval_rows or train_rows[:1])
+    tokenize_splits(tokenize_paths(work), build(ModelConfig, merged), build(TrainConfig, merged))
+    return merged
 
 
 def resolve_cpu():
@@ -142,21 +156,30 @@ def stage_args(stage: str) -> list[str]:
 
 def _paths(stage: str, work: Path) -> dict[str, Path]:
     args = stage_args(stage)
-    return {flag.removeprefix("--"): work / value for flag, value in zip(args[::2], args[1::2])}
+    return {flag.removeprefix("--").replace("-", "_"): work / value for flag, value in zip(args[::2], args[1::2])}
+
+
+def tokenize_paths(work: Path):
+    from rewardkit.tokenization import TokenizePaths
+
+    p = _paths("tokenize", work)
+    return TokenizePaths(p["train"], p["eval"], p["train_store"], p["eval_store"], p["tokenizer"])
 
 
 def train_paths(work: Path):
     from rewardkit.training import TrainPaths
 
     p = _paths("train", work)
-    return TrainPaths(p["data"], p["model"], p["metrics"], p["curve"], p["scratch"])
+    return TrainPaths(p["store"], p["tokenizer"], p["model"], p["metrics"], p["curve"], p["validation_curve"],
+                      p["scratch"])
 
 
 def evaluate_paths(work: Path):
     from rewardkit.evaluation import EvaluatePaths
 
     p = _paths("evaluate", work)
-    return EvaluatePaths(p["pairs"], p["model"], p["scores"], p["metrics"], p["histogram"], p["calibration"])
+    return EvaluatePaths(p["store"], p["model"], p["release"], p["scores"], p["metrics"], p["histogram"],
+                         p["calibration"], p["groups"], p["extra_dir"], p["extra_out"])
 
 
 def write_params(directory: Path, sections: dict[str, dict]) -> Path:

@@ -22,7 +22,7 @@ def assert_fails(proc, *words: str) -> None:
 
 def test_validate_keeps_good_lines_and_says_so(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "pairs.jsonl", easy_rows(5) + ["[1]"])
-    write_params(tmp_path, {"data": {"path": "pairs.jsonl"}, "validate": {"max_reject_fraction": 0.5}})
+    write_params(tmp_path, {"data": {"path": "pairs.jsonl", "dir": "."}, "validate": {"max_reject_fraction": 0.5}})
     proc = run_stage(tmp_path, "validate")
     assert proc.returncode == 0, proc.stderr
     assert "validate: kept 5 of 6 lines of pairs.jsonl; rejected 1 (not_object 1)" in proc.stdout
@@ -30,13 +30,13 @@ def test_validate_keeps_good_lines_and_says_so(tmp_path: Path) -> None:
 
 
 def test_validate_missing_file(tmp_path: Path) -> None:
-    write_params(tmp_path, {"data": {"path": "nowhere/pairs.jsonl"}})
+    write_params(tmp_path, {"data": {"path": "nowhere/pairs.jsonl", "dir": "."}})
     assert_fails(run_stage(tmp_path, "validate"), "not found", "nowhere/pairs.jsonl", "data.path", "params.yaml")
 
 
 def test_validate_bad_params_name_the_key(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "pairs.jsonl", easy_rows(2))
-    write_params(tmp_path, {"data": {"path": "pairs.jsonl"}, "validate": {"max_reject_fractoin": 0.1}})
+    write_params(tmp_path, {"data": {"path": "pairs.jsonl", "dir": "."}, "validate": {"max_reject_fractoin": 0.1}})
     assert_fails(run_stage(tmp_path, "validate"), "params.yaml", "unknown key", "validate.max_reject_fractoin")
 
 
@@ -55,9 +55,14 @@ def test_split_guard_message(tmp_path: Path) -> None:
     assert proc.stderr.startswith("error: split.eval_fraction = 0.5 would put all 1 pairs")
 
 
-def test_train_without_its_data(tmp_path: Path, tiny_base: Path) -> None:
+def test_train_without_its_store(tmp_path: Path, tiny_base: Path) -> None:
     write_params(tmp_path, {"model": {"name": str(tiny_base)}})
-    assert_fails(run_stage(tmp_path, "train"), "data/train.jsonl not found", "dvc repro split")
+    assert_fails(run_stage(tmp_path, "train"), "token store data/tokens/train is missing", "dvc repro tokenize")
+
+
+def test_tokenize_without_the_splits(tmp_path: Path, tiny_base: Path) -> None:
+    write_params(tmp_path, {"model": {"name": str(tiny_base)}})
+    assert_fails(run_stage(tmp_path, "tokenize"), "data/train.jsonl not found", "dvc repro split")
 
 
 def test_score_reports_a_bad_row_without_traceback(trained_model: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import pytest
 
 from rewardkit.distributed import LOST_PEER
 from rewardkit.launcher import ErrorsOnce
-from tests.conftest import easy_rows, stage_args, subprocess_env, write_jsonl, write_params
+from tests.conftest import easy_rows, prepare_stage_inputs, stage_args, subprocess_env
 
 ROWS = easy_rows(96)
 STEPS = 24  # 96 pairs / 8 per step x 2 epochs
@@ -99,10 +99,9 @@ def train(cwd: Path, kill_at: int | None = None, kill: str = "") -> Run:
 
 
 def workdir(root: Path, base: Path, nproc: int) -> Path:
-    write_params(root, {"model": {"name": str(base)},
-                        "train": {"nproc_per_node": nproc, "batch_size": 8, "max_length": 64, "epochs": 2,
-                                  "lr": 1e-3, "warmup_ratio": 0.1, "checkpoint_every": 4, "device": "cpu"}})
-    write_jsonl(root / "data" / "train.jsonl", ROWS)
+    prepare_stage_inputs(root, base, ROWS, train={"nproc_per_node": nproc, "batch_size": 8, "max_length": 64,
+                                                  "epochs": 2, "lr": 1e-3, "warmup_ratio": 0.1,
+                                                  "checkpoint_every": 4, "device": "cpu"})
     return root
 
 
@@ -117,7 +116,7 @@ def curve(root: Path) -> list[dict]:
 
 
 def model_sha256(root: Path) -> str:
-    return hashlib.sha256((root / "models" / "reward_model" / "model.safetensors").read_bytes()).hexdigest()
+    return hashlib.sha256((root / "models" / "trained" / "model.safetensors").read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +149,7 @@ def test_two_processes_train_like_one(reference):
     # outputs written once, by rank 0: exactly the files and directories of a single-process run, so no
     # temporary leftovers, no checkpoint and no torchrun log directory
     assert entries(two_dir) == entries(one_dir)
-    assert "models/reward_model/model.safetensors" in entries(two_dir)
+    assert "models/trained/model.safetensors" in entries(two_dir)
     # logs of rank 0 only: the same lines as one process (one progress bar, one "training on" line)
     assert two.output.count(TRAINING_LINE) == 1 and "on cpu x2" in two.output
     bars = [line for line in two.lines() if line.startswith("train:")]
@@ -161,15 +160,13 @@ def test_two_processes_train_like_one(reference):
 
 def test_corrupt_data_stops_every_rank_with_one_error(base, tmp_path):
     work = workdir(tmp_path, base, 2)
-    data = work / "data" / "train.jsonl"
-    lines = data.read_text().splitlines(keepends=True)
-    lines[49] = lines[49][:40] + "\n"  # a truncated copy
-    data.write_text("".join(lines))
+    offsets = work / "data" / "tokens" / "train" / "offsets.npy"
+    offsets.write_bytes(offsets.read_bytes()[:100])  # a truncated copy
     run = train(work)
     assert run.returncode == 2
     # both ranks hit it and say so; the user reads it once, without a traceback
     assert run.errors() == [run.errors()[0]]
-    assert run.errors()[0].startswith("error: data/train.jsonl line 50 column 41 is not valid JSON")
+    assert run.errors()[0].startswith("error: token store data/tokens/train is missing or damaged")
     assert "Traceback" not in run.output and TRAINING_LINE not in run.output
     assert run.workers == 2 and not (work / "models").exists()
 

@@ -17,7 +17,7 @@ def test_dvc_repro_runs_four_stages_then_only_what_changed(repo_copy):
 
     first = run_dvc(repo_copy, "repro")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert ran(first) == ["validate", "split", "train", "evaluate"]
+    assert ran(first) == ["validate", "split", "tokenize", "train", "evaluate"]
     lock = (repo_copy / "dvc.lock").read_text()
     metrics = {p.name: p.read_bytes() for p in (repo_copy / "metrics").glob("*")}
     assert json.loads(metrics["validate.json"])["rejected_by_reason"]["missing_field"] == 1
@@ -27,7 +27,7 @@ def test_dvc_repro_runs_four_stages_then_only_what_changed(repo_copy):
     assert "up to date" in again.stdout
 
     forced = run_dvc(repo_copy, "repro", "--force")  # same params and data: identical bytes, no dvc.lock churn
-    assert forced.returncode == 0 and ran(forced) == ["validate", "split", "train", "evaluate"]
+    assert forced.returncode == 0 and ran(forced) == ["validate", "split", "tokenize", "train", "evaluate"]
     assert (repo_copy / "dvc.lock").read_text() == lock
     assert {p.name: p.read_bytes() for p in (repo_copy / "metrics").glob("*")} == metrics
 
@@ -39,9 +39,20 @@ def test_dvc_repro_runs_four_stages_then_only_what_changed(repo_copy):
     proc = run_dvc(repo_copy, "repro")
     assert proc.returncode == 0 and ran(proc) == []
 
-    write_params(repo_copy, {"train": {"lr": 2e-3}})
+    write_params(repo_copy, {"train": {"lr": 2e-3}})  # tokenized once: an lr change reruns train and evaluate
     proc = run_dvc(repo_copy, "repro")
     assert proc.returncode == 0 and ran(proc) == ["train", "evaluate"]
+
+    write_params(repo_copy, {"train": {"max_length": 48}})  # another encoding: tokenize reruns
+    proc = run_dvc(repo_copy, "repro")
+    assert proc.returncode == 0 and ran(proc) == ["tokenize", "train", "evaluate"]
+
+    write_jsonl(repo_copy / "eval_sets/regressions.jsonl", easy_rows(20, seed=9))  # an extra evaluation set
+    write_params(repo_copy, {"evaluate": {"extra_sets": {"regressions": "eval_sets/regressions.jsonl"}}})
+    proc = run_dvc(repo_copy, "repro")
+    assert proc.returncode == 0 and ran(proc) == ["evaluate"], proc.stdout[-2000:] + proc.stderr[-2000:]
+    shown = run_dvc(repo_copy, "exp", "show", "--json")
+    assert shown.returncode == 0 and '"extra_sets"' in shown.stdout and '"regressions"' in shown.stdout
 
     shown = run_dvc(repo_copy, "metrics", "show", "--json")
     assert shown.returncode == 0

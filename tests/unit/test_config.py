@@ -37,7 +37,7 @@ def test_dvc_strings_are_cast():
 
 
 def test_a_base_directory_without_config_is_a_clear_error(tmp_path):
-    from rewardkit.model import load_hf_classifier
+    from rewardkit.loading import load_hf_classifier
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(UserError, match="has no config.json"):
         load_hf_classifier(str(tmp_path))

@@ -15,7 +15,8 @@ from rewardkit.batching import pad_batch
 from rewardkit.config import TrainConfig
 from rewardkit.distributed import Ranks
 from rewardkit.encoding import encode_training_pairs
-from rewardkit.model import input_template, load_base
+from rewardkit.families import input_template
+from rewardkit.model import load_base
 from rewardkit.scratch import build_scratch
 from tests.conftest import easy_rows, tiny_config
 

@@ -9,7 +9,7 @@ import torch
 
 from rewardkit import RewardScorer, jsonl_scoring, load_artifact
 from rewardkit.batching import pad
-from rewardkit.errors import run_main
+from rewardkit.errors import UserError, run_main
 from rewardkit.inference import score_sequences
 from rewardkit.model import RewardModel
 from stages import score
@@ -72,7 +72,8 @@ GOOD = {"prompt": "User: hi\nAssistant:", "response": " Hello."}
 
 @pytest.mark.parametrize("lines, message", [
     ([GOOD, GOOD, {"prompt": "p"}], "in.jsonl line 3: field 'response' is missing"),
-    ([GOOD, {"prompt": "p", "response": 5}], "in.jsonl line 2: field 'response' must be a string, got a number"),
+    ([GOOD, {"prompt": "p", "response": 5}],
+     "in.jsonl line 2: field 'response' must be a string or a list of messages, got a number"),
     ([GOOD, '{"prompt": "p", "response": "r"'], "in.jsonl line 2: not valid JSON"),
     (['["prompt", "response"]'], "in.jsonl line 1: expected a JSON object, got a list"),
     ([GOOD, '{"prompt": "p", "response": "\\ud800"}'], "in.jsonl line 2: field 'response' has an unpaired"),
@@ -87,7 +88,7 @@ def test_bad_input_stops_with_one_line_and_exit_2(work, tmp_path, capsys, lines,
     if lines is not None:
         source.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
     if message == "is not a reward model":
-        model = work / ".scratch"  # a directory, but not one the train stage wrote
+        model = work / "data/tokens/tokenizer"  # a Hugging Face tokenizer directory, not one the train stage wrote
     argv = ["--model", str(model), "--input", str(source), "--output", str(tmp_path / "out.jsonl")]
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: score.main(argv))  # what `python -m stages.score` runs
@@ -108,6 +109,20 @@ def test_python_api_equals_the_cli(work, tmp_path):
     assert scorer.score([], []) == []
     with pytest.raises(ValueError, match="2 prompts but 1 responses"):
         scorer.score(prompts[:2], responses[:1])
+
+
+def test_messages_are_rendered_as_the_training_data_was(work, tmp_path):
+    scorer = RewardScorer.from_pretrained(work / "models/reward_model", device="cpu")
+    assert scorer.meta["rendering"] == "plain"
+    prompt = [{"role": "user", "content": "what is 2 plus 3?"}]
+    responses = [[{"role": "assistant", "content": "The sum is 5."}], [{"role": "assistant", "content": "About 6."}]]
+    as_text = scorer.score("User: what is 2 plus 3?\nAssistant:", [" The sum is 5.", " About 6."])
+    assert scorer.score(prompt, responses) == as_text  # one message-list prompt for n responses
+    rows = [{"prompt": prompt, "response": r} for r in responses]
+    assert [r["reward"] for r in score_cli(work, tmp_path, rows)] == as_text
+    bad = [{"prompt": [{"role": "robot", "content": "x"}], "response": " y"}]
+    with pytest.raises(UserError, match="line 1: prompt message 1 has role 'robot'"):
+        score_cli(work, tmp_path, bad, name="bad.jsonl")
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])

@@ -9,7 +9,7 @@ from rewardkit.errors import UserError
 from tests.conftest import easy_rows, read_jsonl, train_in_process
 
 FAST = {"max_length": 96, "batch_size": 8, "epochs": 2, "lr": 3e-3, "warmup_ratio": 0.05, "checkpoint_every": 0}
-OUTPUTS = ("models/reward_model/model.safetensors", "models/reward_model/reward_model.json", "metrics/train.json",
+OUTPUTS = ("models/trained/model.safetensors", "models/trained/reward_model.json", "metrics/train.json",
            "metrics/train_curve.csv")
 
 
@@ -67,13 +67,13 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, tiny_base, monke
     monkeypatch.setattr(optimization.checkpoint, "save", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train_in_process(tmp_path / "resumed", tiny_base, easy_rows(160), **params)
-    assert saves == [5, 10] and not (tmp_path / "resumed/models/reward_model").exists()
+    assert saves == [5, 10] and not (tmp_path / "resumed/models/trained").exists()
     monkeypatch.setattr(optimization.checkpoint, "save", real_save)
 
     train_in_process(tmp_path / "resumed", tiny_base, easy_rows(160), **params)
     for name in OUTPUTS:
         assert (tmp_path / "resumed" / name).read_bytes() == (reference / name).read_bytes(), name
-    assert not list((tmp_path / "resumed").glob(".scratch/train/*/checkpoint.pt"))  # cleaned up after success
+    assert not list((tmp_path / "resumed").glob(".scratch/train/*/step-*"))  # cleaned up after success
 
 
 def test_a_checkpoint_from_other_inputs_is_never_used(tmp_path, tiny_base, capsys):
@@ -91,4 +91,4 @@ def test_non_finite_loss_stops_with_a_clear_message_and_no_model(tmp_path, tiny_
         train_in_process(tmp_path, tiny_base, rows, train=FAST)
     assert "training diverged at step" in str(error.value) and "train.lr=" in str(error.value)
     assert "No model was written" in str(error.value)
-    assert not (tmp_path / "models/reward_model").exists() and not (tmp_path / "metrics/train.json").exists()
+    assert not (tmp_path / "models/trained").exists() and not (tmp_path / "metrics/train.json").exists()
