@@ -14,7 +14,7 @@ DEMO_PARAMS := -S model.name=scratch-tiny -S train.lr=1e-3 -S train.epochs=2 -S 
 GIT_IDENTITY := $(shell git config user.email >/dev/null 2>&1 || echo GIT_AUTHOR_NAME=rewardkit-demo \
 	GIT_AUTHOR_EMAIL=demo@localhost GIT_COMMITTER_NAME=rewardkit-demo GIT_COMMITTER_EMAIL=demo@localhost)
 
-.PHONY: setup demo metrics repro test test-fast bench clean
+.PHONY: setup demo metrics repro test test-fast bench gpu-wheels clean
 setup: $(VENV)/.installed
 
 # the pinned dependencies, then the rewardkit package itself, editable (what `import rewardkit` finds)
@@ -50,6 +50,14 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 bench: setup $(VENV)/.bench-installed
 	$(RUN) $(BIN)/python -m bench
 	$(BIN)/python -m bench.scale
+
+# wheels for the lent GPU machine (Python 3.12 there, nothing downloadable): what bench/gpu_check.sh installs from
+# .whl/ when that machine's python3 lacks TRL; the pins of bench/requirements.txt, binary wheels only
+GPU_PIP_DOWNLOAD := $(PYTHON) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+	--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+	--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any -d .whl
+gpu-wheels:
+	$(GPU_PIP_DOWNLOAD) $$(grep -E '^[a-z]' bench/requirements.txt | grep -v '^accelerate')
 
 clean:
 	rm -rf $(VENV) .scratch

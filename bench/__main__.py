@@ -33,7 +33,6 @@ from bench import system, workloads
 from bench.repro import TARGET_S, time_noop_repro
 
 BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "RESULTS.md"
 PEERS = {"trl": BENCH / "peers" / "trl_rm.py", "original": BENCH / "peers" / "original_loop.py"}
 # per workload: (timed steps, warm-up steps, eval pairs); small dims take ~10-60 s a step on 2 cores
 DEFAULTS = {"tiny": (20, 2, 200), "small": (4, 1, 40), "minilm": (8, 1, 100)}
@@ -218,10 +217,7 @@ def main() -> None:
                f"- batch {BATCH} pairs, max length {MAX_LENGTH}, fp32, AdamW lr 5e-5; {dims}; evaluation batch "
                f"{EVAL_BATCH} pairs", *(f"- {line}" for line in ceiling_lines(ceilings, old_peak)), "",
                table(rows, ceilings, old_peak), "", *(f"- {v}" for v in verdicts(rows, ceilings, repro)), ""]
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n")
-    with open(RESULTS, "a", encoding="utf-8") as f:
-        f.write("\n" + "\n".join(section))
+    system.record(section)
 
 
 if __name__ == "__main__":

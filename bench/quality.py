@@ -127,8 +127,7 @@ def main() -> None:
                f"(python -m bench.quality)", "", f"- machine: {system.machine()}", f"- command: `{command}`",
                f"- {a.workload} dims, random init, {a.steps} steps x {BATCH} pairs, max length {MAX_LENGTH}, "
                f"AdamW lr {a.lr} constant, no weight decay, fp32, seeds {a.seeds}", "", *lines, ""]
-    with open(workloads.ROOT / "bench" / "RESULTS.md", "a", encoding="utf-8") as f:
-        f.write("\n" + "\n".join(section))
+    system.record(section)
 
 
 if __name__ == "__main__":

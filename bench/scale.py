@@ -32,7 +32,6 @@ from bench import system
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "out")) / "scale"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 STAGES = ("validate", "split", "tokenize", "train", "evaluate")
 TARGET_TRAIN_RSS_MB = {1_000_000: 3000, 200_000: 1500}
 TARGET_TOKENIZE_S = 600
@@ -187,8 +186,7 @@ def main() -> None:
     section = report(rows, stores, "python -m bench.scale --sizes " + " ".join(map(str, args.sizes)), load)
     print(section)
     if not args.no_record:
-        with open(RESULTS, "a", encoding="utf-8") as f:
-            f.write("\n" + section)
+        system.record(section.splitlines())
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import numpy as np
 
 from bench import system, workloads
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 MAX_LENGTH, MAX_PAIRS, SEED = 512, 16, 0
 TARGET_RATIO, TOLERANCE = 0.7, 1e-5
 HEADER = ("| clients | requests | pairs | server pairs/s | offline pairs/s | server/offline | p50 ms | p99 ms "
@@ -228,10 +227,7 @@ def main() -> None:
                f"- model: scratch-tiny dims, random init, max length {MAX_LENGTH}; server `stages.serve` defaults"
                + (f" plus `{args.server_args}`" if args.server_args else "") + "; requests of 1-16 pairs to "
                "POST /score_pairs; offline = RewardScorer.score over the same pairs in one call", "", *lines, ""]
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n")
-    with open(RESULTS, "a", encoding="utf-8") as f:
-        f.write("\n" + "\n".join(section))
+    system.record(section)
 
 
 if __name__ == "__main__":

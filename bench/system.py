@@ -186,3 +186,12 @@ def run_child(cmd: list[str], log: Path, cwd: Path | None = None, env: dict | No
     if not lines:
         raise RuntimeError(f"{' '.join(cmd)} printed no JSON result; see {log}")
     return json.loads(lines[-1]), usage.ru_maxrss / 1024
+
+
+def record(section: list[str]) -> None:
+    """Append a dated results section (its lines) to bench/RESULTS.md."""
+    results = Path(__file__).resolve().parent / "RESULTS.md"
+    if not results.exists():
+        results.write_text("# Benchmark results\n")
+    with open(results, "a", encoding="utf-8") as f:
+        f.write("\n" + "\n".join(section))

@@ -1,73 +1,13 @@
-"""One frozen, typed config per params.yaml section.
-
-`load(XConfig, path)` reads the params file, builds the section with `XConfig(**params[section])` and so fails on a
-misspelled key; `__post_init__` casts values to the annotated types (DVC's `-S lr=1e-6` is written as `1e-06`,
-which PyYAML reads as a string) and checks ranges. All problems of a section are reported at once, each
-naming its key.
-"""
+"""One frozen, typed config per params.yaml section, each field documented once; `rewardkit.params` reads them
+(`load(XConfig)`), casts the values and reports every problem of a section at once, naming its key."""
 from __future__ import annotations
 
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar, get_type_hints
+from typing import ClassVar
 
-import yaml
-
-from rewardkit.errors import UserError
-
-PARAMS_FILE = "params.yaml"  # DVC's default params file, in the directory a stage runs in
-
-
-def _cast(value: Any, kind: type, key: str) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ValueError(f"{key}: expected true or false, got {value!r}")
-    if kind in (int, float):
-        if isinstance(value, bool):
-            raise ValueError(f"{key}: expected a number, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key}: expected a number, got {value!r}") from None
-        if kind is int:
-            if number != int(number):
-                raise ValueError(f"{key}: expected a whole number, got {value!r}")
-            return int(number)
-        return number
-    if kind is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{key}: expected a string, got {value!r}")
-        return value
-    return value
-
-
-class Section:
-    """Base of the typed sections: casts fields, collects range errors from `check()`."""
-
-    section: ClassVar[str]
-
-    def __post_init__(self) -> None:
-        problems = []
-        for name, kind in get_type_hints(type(self)).items():
-            if name == "section":
-                continue
-            try:
-                object.__setattr__(self, name, _cast(getattr(self, name), kind, f"{self.section}.{name}"))
-            except ValueError as e:
-                problems.append(str(e))
-        if not problems:
-            problems = [f"{self.section}.{p}" for p in self.check()]
-        if problems:
-            raise UserError(f"{PARAMS_FILE}: " + "; ".join(problems))
-
-    def check(self) -> list[str]:
-        """Range checks: return 'key: what is wrong' strings (key without the section prefix)."""
-        return []
+from rewardkit.params import Section, build, load  # noqa: F401  (the stages load their sections from here)
 
 
 @dataclass(frozen=True)
@@ -256,34 +196,3 @@ class EvaluateConfig(Section):
         return out
 
 
-S = TypeVar("S", bound=Section)
-
-
-def load_params(path: str | Path = PARAMS_FILE) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            params = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise UserError(f"{path} not found: run from the project root") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(params, dict):
-        raise UserError(f"{path} must be a mapping of sections")
-    return params
-
-
-def build(cls: type[S], params: dict) -> S:
-    """`cls(**params[cls.section])`, with unknown or mistyped keys reported by name."""
-    values = params.get(cls.section) or {}
-    if not isinstance(values, dict):
-        raise UserError(f"{PARAMS_FILE}: section {cls.section!r} must be a mapping")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UserError(f"{PARAMS_FILE}: unknown key(s) {', '.join(cls.section + '.' + k for k in unknown)}; "
-                        f"valid keys: {', '.join(sorted(known))}")
-    return cls(**values)
-
-
-def load(cls: type[S], path: str | Path = PARAMS_FILE) -> S:
-    return build(cls, load_params(path))

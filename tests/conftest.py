@@ -8,22 +8,30 @@ Models: `tiny_config(**overrides)` (DeBERTa-v3 architecture at test size), the s
 (a random-init base directory with a SentencePiece tokenizer, what `model.name` points at) and `trained_model`
 (a stage working directory after train + evaluate of that base on easy pairs).
 Stages: `stage_args(stage)` (the paths dvc.yaml gives it), `write_params(dir, sections)` (dir's params.yaml, or the
-project's, with sections updated key by key), `run_stage(cwd, stage, *args)` (a real `python -m stages.<stage>`).
+project's, with sections updated key by key), `run_stage(cwd, stage, *args)` (a real `python -m stages.<stage>`),
+`watch_training(cwd, ...)` (a real train stage, watched: kill or signal it at a step, no process left behind).
 Repositories: `git(repo, *args)` with its own identity, `repo_copy` (the project in a committed git repo),
 `run_dvc(repo, *args)`. Subprocesses get a HOME of their own, so no user git config or cache is ever used.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import psutil
 import pytest
 import yaml
 
@@ -218,6 +226,73 @@ def run_stage(cwd: Path, stage: str, *args: str, timeout: float = 300,
     argv = list(args) if args else (stage_args(stage) if "." not in stage else [])
     return subprocess.run([sys.executable, "-m", module, *argv], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**subprocess_env(), **(env or {})})
+
+
+@dataclass
+class TrainingRun:
+    """A finished `python -m stages.train` subprocess as `watch_training` saw it."""
+
+    returncode: int
+    output: str  # stdout and stderr together, as a user sees them
+    workers: int  # processes the launcher started (0: it trained itself)
+    acted_at: float | None  # monotonic time of `act`, if it ran
+    ended: float  # monotonic time the launcher exited
+    seen_at: float | None  # when `watch_for` first appeared in the output
+
+    def lines(self) -> list[str]:
+        """Output lines as a terminal shows them: of a line redrawn with \\r, the last state."""
+        return [line.split("\r")[-1] for line in self.output.split("\n") if line.split("\r")[-1].strip()]
+
+    def errors(self) -> list[str]:
+        return [line for line in self.lines() if line.startswith("error: ")]
+
+
+def watch_training(cwd: Path, total_steps: int, act_at: int | None = None, act=None, timeout: float = 120,
+                   watch_for: bytes = b"", env: dict[str, str] | None = None) -> TrainingRun:
+    """Run the train stage in `cwd` (one intra-op thread a process) in a session of its own; once rank 0's progress
+    bar shows step `act_at`, call `act(proc, workers)` once. Fails the test when the run outlives `timeout` and
+    asserts that no process of the run is left afterwards."""
+    proc = subprocess.Popen([sys.executable, "-m", "stages.train", *stage_args("train")], cwd=cwd,
+                            env={**subprocess_env(OMP_NUM_THREADS="1"), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    chunks: list[bytes] = []
+    seen_at: list[float] = []
+
+    def read() -> None:
+        while chunk := os.read(proc.stdout.fileno(), 1 << 16):
+            chunks.append(chunk)
+            if watch_for and not seen_at and watch_for in b"".join(chunks[-2:]):
+                seen_at.append(time.monotonic())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    workers: dict[int, psutil.Process] = {}
+    deadline, acted_at = time.monotonic() + timeout, None
+    while proc.poll() is None:
+        try:
+            workers.update((p.pid, p) for p in psutil.Process(proc.pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+        steps = re.findall(rb"(\d+)/%d \[" % total_steps, b"".join(chunks))
+        if act_at and acted_at is None and steps and int(steps[-1]) >= act_at:
+            act(proc, workers)
+            acted_at = time.monotonic()
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            for p in workers.values():
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            pytest.fail(f"the run did not end within {timeout} s:\n{b''.join(chunks).decode(errors='replace')}")
+        time.sleep(0.02)
+    ended = time.monotonic()
+    reader.join(timeout=30)
+    _, alive = psutil.wait_procs(list(workers.values()), timeout=30)
+    assert not alive, f"processes left running after the launcher exited: {alive}"
+    output = b"".join(chunks).decode(errors="replace")
+    if act_at:
+        assert acted_at is not None, f"the run ended before step {act_at}:\n{output}"
+    return TrainingRun(proc.returncode, output, len(workers), acted_at, ended, seen_at[0] if seen_at else None)
 
 
 # ----------------------------------------------------------------------------------------------- git + dvc

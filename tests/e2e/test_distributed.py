@@ -12,20 +12,14 @@ import hashlib
 import os
 import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 
 from rewardkit.distributed import LOST_PEER
 from rewardkit.launcher import ErrorsOnce
-from tests.conftest import easy_rows, prepare_stage_inputs, stage_args, subprocess_env
+from tests.conftest import TrainingRun, easy_rows, prepare_stage_inputs, watch_training
 
 ROWS = easy_rows(96)
 STEPS = 24  # 96 pairs / 8 per step x 2 epochs
@@ -33,69 +27,28 @@ TIMEOUT = 120  # seconds any run may take, failing or not: a hang fails the test
 TRAINING_LINE = "training on 96 pairs"
 
 
-@dataclass
-class Run:
-    returncode: int
-    output: str  # stdout and stderr together, as a user sees them
-    workers: int  # processes the launcher started
-    seconds_after_kill: float | None = None
-
-    def lines(self) -> list[str]:
-        """Output lines as a terminal shows them: of a line redrawn with \\r, the last state."""
-        return [line.split("\r")[-1] for line in self.output.split("\n") if line.split("\r")[-1].strip()]
-
-    def errors(self) -> list[str]:
-        return [line for line in self.lines() if line.startswith("error: ")]
-
+class Run(TrainingRun):
     def resumed_from(self) -> int:
         found = re.findall(rf"resuming from the checkpoint at step (\d+)/{STEPS}", self.output)
         assert len(found) == 1, self.output  # said once, by rank 0
         return int(found[0])
 
+    @property
+    def seconds_after_kill(self) -> float | None:
+        return self.ended - self.acted_at if self.acted_at else None
+
 
 def train(cwd: Path, kill_at: int | None = None, kill: str = "") -> Run:
     """Run the train stage in `cwd`. With `kill_at`, SIGKILL once rank 0's progress bar has passed that step:
     kill="worker" kills rank 1 (as the OOM killer would), kill="group" the launcher's process group (as a
-    preemption or `kill -9` of `dvc repro` would). Asserts that no process of the run is left afterwards."""
-    proc = subprocess.Popen([sys.executable, "-m", "stages.train", *stage_args("train")], cwd=cwd,
-                            env=subprocess_env(OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    chunks: list[bytes] = []
+    preemption or `kill -9` of `dvc repro` would)."""
+    def act(proc, workers) -> None:
+        if kill == "worker":
+            next(p for p in workers.values() if p.environ().get("RANK") == "1").kill()
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
 
-    def read() -> None:
-        while chunk := os.read(proc.stdout.fileno(), 1 << 16):
-            chunks.append(chunk)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    workers: dict[int, psutil.Process] = {}
-    deadline, killed_at = time.monotonic() + TIMEOUT, None
-    while proc.poll() is None:
-        try:
-            workers.update((p.pid, p) for p in psutil.Process(proc.pid).children(recursive=True))
-        except psutil.NoSuchProcess:
-            pass
-        steps = re.findall(rb"(\d+)/%d \[" % STEPS, b"".join(chunks))
-        if kill_at and killed_at is None and steps and int(steps[-1]) >= kill_at:
-            if kill == "worker":
-                victim = next(p for p in workers.values() if p.environ().get("RANK") == "1")
-                victim.kill()
-            else:
-                os.killpg(proc.pid, signal.SIGKILL)
-            killed_at = time.monotonic()
-        if time.monotonic() > deadline:
-            for p in [*workers.values(), psutil.Process(proc.pid)]:
-                p.kill()
-            pytest.fail(f"the run did not end within {TIMEOUT} s:\n{b''.join(chunks).decode(errors='replace')}")
-        time.sleep(0.05)
-    ended = time.monotonic()
-    reader.join(timeout=30)
-    _, alive = psutil.wait_procs(list(workers.values()), timeout=30)
-    assert not alive, f"processes left running after the launcher exited: {alive}"
-    if kill_at:
-        assert killed_at is not None, f"the run ended before step {kill_at}"
-    return Run(proc.returncode, b"".join(chunks).decode(errors="replace"), len(workers),
-               ended - killed_at if killed_at else None)
+    return Run(**vars(watch_training(cwd, STEPS, kill_at, act, TIMEOUT)))
 
 
 def workdir(root: Path, base: Path, nproc: int) -> Path:

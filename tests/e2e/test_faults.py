@@ -13,23 +13,19 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.conftest import (
     REPO_ROOT,
+    TrainingRun,
     easy_rows,
     prepare_stage_inputs,
     run_stage,
     stage_args,
-    subprocess_env,
+    watch_training,
     write_jsonl,
     write_params,
 )
@@ -46,16 +42,9 @@ STOPPED = re.compile(r"error: stopped by (SIG\w+) after step (\d+)/%d; its check
                      r"rerun the train stage \(dvc repro\) to resume from it" % STEPS)
 
 
-@dataclass
-class Run:
-    returncode: int
-    output: str  # stdout and stderr together, as a user sees them
+class Run(TrainingRun):
     to_message: float | None = None  # seconds from the signal to the `error: stopped` line
     to_exit: float | None = None  # seconds from the signal to the exit of the launcher
-
-    def lines(self) -> list[str]:
-        """Output lines as a terminal shows them: of a line redrawn with \\r, the last state."""
-        return [line.split("\r")[-1] for line in self.output.split("\n") if line.split("\r")[-1].strip()]
 
     def starting(self, prefix: str) -> list[str]:
         return [line for line in self.lines() if line.startswith(prefix)]
@@ -66,50 +55,18 @@ class Run:
         return int(found[0]) if found else None
 
 
+
 def train(cwd: Path, stop_at: int | None = None, signum: int = signal.SIGTERM, pythonpath: Path | None = None
           ) -> Run:
     """The train stage in `cwd`; with `stop_at`, `signum` goes to the process the user started (torchrun's agent
-    runs in it) once the progress bar shows that step. Asserts that no process of the run is left afterwards."""
-    env = subprocess_env(OMP_NUM_THREADS="1", **({"PYTHONPATH": str(pythonpath)} if pythonpath else {}))
-    proc = subprocess.Popen([sys.executable, "-m", "stages.train", *stage_args("train")], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    chunks: list[bytes] = []
-    said_at: list[float] = []
-
-    def read() -> None:
-        while chunk := os.read(proc.stdout.fileno(), 1 << 16):
-            chunks.append(chunk)
-            if not said_at and b"error: stopped" in b"".join(chunks[-2:]):
-                said_at.append(time.monotonic())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    workers: dict[int, psutil.Process] = {}
-    deadline, sent_at = time.monotonic() + TIMEOUT, None
-    while proc.poll() is None:
-        try:
-            workers.update((p.pid, p) for p in psutil.Process(proc.pid).children(recursive=True))
-        except psutil.NoSuchProcess:
-            pass
-        steps = re.findall(rb"(\d+)/%d \[" % STEPS, b"".join(chunks))
-        if stop_at and sent_at is None and steps and int(steps[-1]) >= stop_at:
-            proc.send_signal(signum)
-            sent_at = time.monotonic()
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            for p in workers.values():
-                p.kill()
-            pytest.fail(f"the run did not end within {TIMEOUT} s:\n{b''.join(chunks).decode(errors='replace')}")
-        time.sleep(0.02)
-    ended = time.monotonic()
-    reader.join(timeout=30)
-    _, alive = psutil.wait_procs(list(workers.values()), timeout=30)
-    assert not alive, f"processes left running after the launcher exited: {alive}"
-    output = b"".join(chunks).decode(errors="replace")
-    if stop_at:
-        assert sent_at is not None, f"the run ended before step {stop_at}:\n{output}"
-    return Run(proc.returncode, output, said_at[0] - sent_at if said_at and sent_at else None,
-               ended - sent_at if sent_at else None)
+    runs in it) once the progress bar shows that step."""
+    env = {"PYTHONPATH": str(pythonpath)} if pythonpath else None
+    run = Run(**vars(watch_training(cwd, STEPS, stop_at, lambda proc, _: proc.send_signal(signum), TIMEOUT,
+                                    watch_for=b"error: stopped", env=env)))
+    if run.acted_at:
+        run.to_message = run.seen_at - run.acted_at if run.seen_at else None
+        run.to_exit = run.ended - run.acted_at
+    return run
 
 
 def workdir(root: Path, base: Path, nproc: int = 1) -> Path:
@@ -327,15 +284,21 @@ def one_line(done: subprocess.CompletedProcess, start: str) -> str:
     return line
 
 
+def data_stages_writing_to(work: Path, target: Path) -> tuple[subprocess.CompletedProcess, ...]:
+    """validate and split in `work`, every output of theirs in `target`."""
+    validate = run_stage(work, "validate", "--validated", f"{target}/validated.jsonl", "--rejects",
+                         f"{target}/rejects.jsonl", "--metrics", f"{target}/validate.json")
+    split = run_stage(work, "split", "--input", "validated.jsonl", "--train", f"{target}/train.jsonl", "--eval",
+                      f"{target}/eval.jsonl", "--metrics", f"{target}/split.json")
+    return validate, split
+
+
 def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(small_fs, trained, tmp_path):
     work, full = data_work(tmp_path / "data"), small_fs("full")
     fill(full)
-    validate = run_stage(work, "validate", "--validated", f"{full}/validated.jsonl", "--rejects",
-                         f"{full}/rejects.jsonl", "--metrics", f"{full}/validate.json")
+    validate, split = data_stages_writing_to(work, full)
     line = one_line(validate, f"error: no space left on device writing {full}")
     assert line.endswith(f": free some space (df -h {full}) and rerun")
-    split = run_stage(work, "split", "--input", "validated.jsonl", "--train", f"{full}/train.jsonl", "--eval",
-                      f"{full}/eval.jsonl", "--metrics", f"{full}/split.json")
     one_line(split, f"error: no space left on device writing {full}")
     write_jsonl(trained / "in.jsonl", [{"prompt": r["prompt"], "response": r["chosen"]} for r in easy_rows(300)])
     score = run_stage(trained, "score", "--model", MODEL, "--input", "in.jsonl", "--output", f"{full}/scored.jsonl",
@@ -347,11 +310,8 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(small_fs, train
 
 def test_a_read_only_file_system_is_one_line(small_fs, tmp_path):
     work, read_only = data_work(tmp_path / "data", rows=50), small_fs("ro", ",ro")
-    validate = run_stage(work, "validate", "--validated", f"{read_only}/validated.jsonl", "--rejects",
-                         f"{read_only}/rejects.jsonl", "--metrics", f"{read_only}/validate.json")
+    validate, split = data_stages_writing_to(work, read_only)
     line = one_line(validate, f"error: read-only file system: {read_only}/")
     assert line.endswith(f"write to a writable file system, or remount {read_only} read-write, and rerun")
-    split = run_stage(work, "split", "--input", "validated.jsonl", "--train", f"{read_only}/train.jsonl", "--eval",
-                      f"{read_only}/eval.jsonl", "--metrics", f"{read_only}/split.json")
     one_line(split, f"error: read-only file system: {read_only}/")
     assert os.listdir(read_only) == []
