@@ -40,8 +40,8 @@ def code_closure(entry: str) -> set[str]:
         parts = name.split(".")
         for k in range(1, len(parts)):  # parent packages run their __init__ first
             init = module_file(".".join(parts[:k]))
-            if init is not None and init.is_file():
-                seen.add(init.relative_to(REPO_ROOT).as_posix())
+            if init is not None and init.is_file() and init.relative_to(REPO_ROOT).as_posix() not in seen:
+                todo.append(".".join(parts[:k]))  # and what that __init__ imports
         path = module_file(name)
         rel = path.relative_to(REPO_ROOT).as_posix()
         if rel in seen and name != entry:
