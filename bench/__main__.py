@@ -1,6 +1,7 @@
 """Reward-model training speed: ours vs TRL's RewardTrainer vs the original loop, on the same hardware.
 
-    python -m bench [--workloads tiny small minilm] [--steps N] [--warmup N] [--skip-peers] [--quick] [--no-record]
+    python -m bench [--workloads tiny small minilm] [--steps N] [--warmup N] [--skip-peers | --peers trl original]
+        [--quick] [--no-record]
 
 In one run, back to back, on the same model directory, data and settings (batch 10 pairs, max length 512,
 AdamW lr 5e-5, fp32), each in its own subprocess: our trainer (bench/ours.py through rewardkit.optimization.optimize),
@@ -81,7 +82,7 @@ def bench_workload(name: str, args: argparse.Namespace, train: Path, held_out: P
     if args.compile:
         runs.append(("ours (compile)", [sys.executable, "-m", "bench.ours", "train", *common, "--compile"]))
     if not args.skip_peers:
-        runs += [(peer, [sys.executable, str(PEERS[peer]), *common]) for peer in ("trl", "original")]
+        runs += [(peer, [sys.executable, str(PEERS[peer]), *common]) for peer in args.peers]
     runs.append(("ours eval", [sys.executable, "-m", "bench.ours", "eval", str(model), str(eval_data),
                                "--batch", str(EVAL_BATCH), "--max-length", str(MAX_LENGTH)]))
     config = model_config(model)
@@ -184,6 +185,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="timed steps (default: 20 tiny, 4 small, 8 minilm)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default: 2 tiny, 1 small, 1 minilm)")
     parser.add_argument("--skip-peers", action="store_true", help="time ours only (TRL not needed)")
+    parser.add_argument("--peers", nargs="+", choices=sorted(PEERS), default=["trl", "original"],
+                        help="which peers to time (default: both)")
     parser.add_argument("--skip-repro", action="store_true", help="do not time the no-op dvc repro")
     parser.add_argument("--compile", action="store_true", help="also time ours with train.compile=true")
     parser.add_argument("--quick", action="store_true", help="smoke test: small data, 2 steps; numbers not comparable")

@@ -2,10 +2,14 @@
 pairs and the extra evaluation sets; then the released model with its card."""
 from __future__ import annotations
 
-from rewardkit.cli import parse_paths
-from rewardkit.config import EvaluateConfig, ValidateConfig, load
-from rewardkit.errors import run_main
-from rewardkit.evaluation import EvaluatePaths, evaluate_model
+from rewardkit.allocator import bound_malloc_arenas
+
+bound_malloc_arenas()  # first, before torch starts a thread (rewardkit.allocator says why)
+
+from rewardkit.cli import parse_paths  # noqa: E402
+from rewardkit.config import EvaluateConfig, ValidateConfig, load  # noqa: E402
+from rewardkit.errors import run_main  # noqa: E402
+from rewardkit.evaluation import EvaluatePaths, evaluate_model  # noqa: E402
 
 PATHS = {"store": "token store of the held-out pairs", "model": "trained reward model directory",
          "release": "directory to write the released model (the trained one and its model card) to",

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from rewardkit.cli import parse_paths
-from rewardkit.config import ModelConfig, TrainConfig, load
-from rewardkit.errors import run_main
-from rewardkit.training import TrainPaths, train_stage
+from rewardkit.allocator import bound_malloc_arenas
+
+bound_malloc_arenas()  # first, before torch starts a thread (rewardkit.allocator says why)
+
+from rewardkit.cli import parse_paths  # noqa: E402
+from rewardkit.config import ModelConfig, TrainConfig, load  # noqa: E402
+from rewardkit.errors import run_main  # noqa: E402
+from rewardkit.training import TrainPaths, train_stage  # noqa: E402
 
 PATHS = {"store": "token store of the training pairs", "tokenizer": "the tokenizer the store was made with",
          "model": "directory to write the reward model to",

@@ -1,4 +1,4 @@
-"""The stage processes share one malloc arena between their threads (rewardkit.allocator)."""
+"""The train and evaluate stage processes share one malloc arena between their threads (rewardkit.allocator)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,8 @@ from rewardkit.allocator import bound_malloc_arenas
 
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
-# after `import stages` (what `python -m stages.<stage>` runs first), threads that allocate; then glibc's own count
+# after importing a stage module (what `python -m stages.<stage>` runs first), threads that allocate; then glibc's
+# own count
 COUNT_ARENAS = """
 import ctypes, sys, threading
 {setup}
@@ -34,15 +35,17 @@ def arenas_after(setup: str, env: dict[str, str]) -> int:
 
 
 @glibc
-def test_the_stages_package_bounds_arenas_before_any_thread_allocates():
+def test_the_scoring_stages_bound_arenas_before_any_thread_allocates():
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     assert arenas_after("", env) > 1  # the default: an arena per allocating thread
-    assert arenas_after("import stages", env) == 1
+    assert arenas_after("import stages.tokenize", env) > 1  # the tokenizer's threads keep theirs
+    assert arenas_after("import stages.train", env) == 1
+    assert arenas_after("import stages.evaluate", env) == 1
 
 
 @glibc
 def test_a_value_the_user_set_wins(monkeypatch):
     env = {**os.environ, "MALLOC_ARENA_MAX": "3"}
-    assert arenas_after("import stages", env) == 3
+    assert arenas_after("import stages.train", env) == 3
     monkeypatch.setenv("MALLOC_ARENA_MAX", "3")
     assert bound_malloc_arenas() is False
