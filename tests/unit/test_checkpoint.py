@@ -154,7 +154,16 @@ def test_the_run_key_changes_with_code_packages_data_and_params_not_checkpoint_e
 
 
 # ----------------------------------------------------------------------------------------- stop on signal
-def test_a_signal_becomes_a_request_and_the_handlers_come_back(monkeypatch):
+@pytest.fixture
+def python_ctrl_c():
+    """Python's Ctrl-C handler, as in a terminal: a shell's background job starts with SIGINT ignored, and Python
+    then installs none (CI may run the tests so)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_becomes_a_request_and_the_handlers_come_back(python_ctrl_c):
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with preemption.StopOnSignal() as stop:
         assert not stop.requested and stop.agreed(Ranks()) == 0
