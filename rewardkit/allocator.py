@@ -8,7 +8,6 @@ a thread. The same as `MALLOC_ARENA_MAX=1`; a value the user set in that variabl
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -21,7 +20,6 @@ def bound_malloc_arenas(arenas: int = ARENAS) -> bool:
     if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas))  # the process's own libc
     except (OSError, AttributeError):
         return False
