@@ -3,16 +3,16 @@
     python -m bench [--workloads tiny small minilm] [--steps N] [--warmup N] [--skip-peers | --peers trl original]
         [--quick] [--no-record]
 
-In one run, back to back, on the same model directory, data and settings (batch 10 pairs, max length 512,
-AdamW lr 5e-5, fp32), each in its own subprocess: our trainer (bench/ours.py through rewardkit.optimization.optimize),
-TRL's RewardTrainer (bench/peers/trl_rm.py) and the original loop (bench/peers/original_loop.py); then our
-evaluator (rewardkit.evaluation.score_pairs), and a no-op `dvc repro` (bench/repro.py). Workloads (bench/workloads.py),
-random init, tokenizers trained on the bench conversations: DeBERTa-v3 architecture at scratch-tiny dims (hidden
-128, 2 layers) and deberta-v3-small dims (hidden 768, 6 layers) with an 8k SentencePiece vocabulary, and BERT
-architecture at MiniLM-L6 dims (hidden 384, 6 layers, 12 heads) with WordPiece (minilm; TRL is given the SEP token
-as EOS, which such tokenizers lack). Every trainer is given the same (warmup + steps) x batch pairs: ours and the
-original loop use them all (truncating), TRL drops the pairs longer than max_length and cycles over the rest (its
-kept count is reported).
+In one run, back to back, on the same model directory, data and settings (batch 10 pairs, max length 512, AdamW lr
+5e-5, fp32), each in its own subprocess: our trainer (bench/ours.py through rewardkit.training.loop.optimize), TRL's
+RewardTrainer (bench/peers/trl_rm.py) and the original loop (bench/peers/original_loop.py); then our evaluator
+(rewardkit.evaluation.job.score_pairs), and a no-op `dvc repro` (bench/repro.py). Workloads (bench/workloads.py),
+random init, tokenizers trained on the bench conversations: DeBERTa-v3 architecture at scratch-tiny dims (hidden 128,
+2 layers) and deberta-v3-small dims (hidden 768, 6 layers) with an 8k SentencePiece vocabulary, and BERT architecture
+at MiniLM-L6 dims (hidden 384, 6 layers, 12 heads) with WordPiece (minilm; TRL is given the SEP token as EOS, which
+such tokenizers lack). Every trainer is given the same (warmup + steps) x batch pairs: ours and the original loop use
+them all (truncating), TRL drops the pairs longer than max_length and cycles over the rest (its kept count is
+reported).
 
 Columns: pairs/s and tokens/s (real, non-pad tokens) over the timed steps; peak RSS of the trainer's process
 (wait4); estimated achieved GFLOP/s = model FLOPs over time: 6 x non-embedding params x tokens for training (2 x for

@@ -126,12 +126,11 @@ def ddp_worker(model_dir: str, data: str, device_name: str, steps: int) -> None:
     import torch
     import torch.distributed as dist
 
-    from rewardkit.batching import pad_batch
-    from rewardkit.devices import autocast
-    from rewardkit.encoding import encode_training_pairs
-    from rewardkit.families import input_template
-    from rewardkit.losses import bt_loss_per_pair
-    from rewardkit.model import load_base
+    from rewardkit.encoding.tokenization import store_rows
+    from rewardkit.modeling.batching import pad_batch
+    from rewardkit.modeling.devices import autocast
+    from rewardkit.modeling.model import load_base
+    from rewardkit.modeling.objective import bt_loss_per_pair
 
     local_rank = int(os.environ["LOCAL_RANK"])
     device = torch.device("cuda", local_rank) if device_name == "cuda" else torch.device("cpu")
@@ -140,14 +139,14 @@ def ddp_worker(model_dir: str, data: str, device_name: str, steps: int) -> None:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     model, tokenizer = load_base(model_dir, "cls", 0)
     model.to(device).train()
-    pairs = encode_training_pairs(tokenizer, [json.loads(line) for line in open(data, encoding="utf-8")], MAX_LENGTH,
-                                  template=input_template(model.hf.config, tokenizer))
+    rows = [json.loads(line) for line in open(data, encoding="utf-8")]
+    pairs = store_rows(rows, Path(tempfile.mkdtemp()) / f"store-{local_rank}", tokenizer, model.hf.config, MAX_LENGTH)
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     before = [p.detach().clone() for p in model.parameters()]
     losses = []
     for step in range(steps):
-        index = [(2 * step) % len(pairs.chosen), (2 * step + 1) % len(pairs.chosen)]
+        index = [(2 * step) % len(pairs), (2 * step + 1) % len(pairs)]
         sequences, segments = pairs.sequences(index)
         with autocast(device):
             rewards = ddp(*pad_batch(sequences, tokenizer.pad_token_id, 8, segments).to(device)).float()

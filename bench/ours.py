@@ -5,13 +5,14 @@ its peak RSS is its own). Prints one JSON line, like the peer scripts.
                                [--device cpu|cuda]
     python -m bench.ours eval MODEL_DIR DATA.jsonl [--batch 64] [--max-length 512] [--device cpu|cuda]
 
-train: `rewardkit.optimization.optimize` (the train stage's loop) over DATA, which holds exactly (warmup + steps)
-x batch pairs, so one epoch is the run; its `on_step` callback stamps each optimizer step with the real tokens it
-read, and the steps after the first `--warmup` are timed. Pairs are encoded with the model's own input template
-(token types for BERT-family bases), as the train stage does. Settings as the peers: AdamW lr 5e-5, constant
-schedule, fp32 (`--device cuda`: bf16 autocast, as the train stage runs there), no checkpoints.
-eval: `rewardkit.evaluation.score_pairs` (encoding + `score_sequences` in inference mode, the evaluate stage's
-code path) over all of DATA, after one small untimed warm-up call.
+train: DATA is tokenized into a token store by the tokenize stage's code
+(`rewardkit.encoding.tokenization.store_rows`, untimed), and `rewardkit.training.loop.optimize` (the train stage's
+loop) trains from that store, as the train stage does. DATA holds exactly (warmup + steps) x batch pairs, so one
+epoch is the run; the `on_step` callback stamps each optimizer step with the real tokens it read, and the steps
+after the first `--warmup` are timed. Settings as the peers: AdamW lr 5e-5, constant schedule, fp32 (`--device
+cuda`: bf16 autocast, as the train stage runs there), no checkpoints.
+eval: DATA tokenized into a store the same way (every pair kept, as for the eval split), then
+`rewardkit.evaluation.job.score_store` (the evaluate stage's scoring) over all of it, after a small untimed warm-up.
 Both report `sq_tokens`, the sum of squared real sequence lengths of the timed forwards (for attention FLOPs).
 """
 from __future__ import annotations
@@ -25,14 +26,13 @@ from pathlib import Path
 
 import torch
 
-from rewardkit.batching import inference_batches
 from rewardkit.config import TrainConfig
-from rewardkit.distributed import Ranks
-from rewardkit.encoding import encode_both_answers, encode_training_pairs
-from rewardkit.evaluation import score_pairs
-from rewardkit.families import input_template
-from rewardkit.model import load_base
-from rewardkit.optimization import optimize
+from rewardkit.encoding.tokenization import store_rows
+from rewardkit.evaluation.job import score_store
+from rewardkit.modeling.batching import inference_batches
+from rewardkit.modeling.model import load_base
+from rewardkit.training.distributed import Ranks
+from rewardkit.training.loop import optimize
 
 SEED = 42
 
@@ -58,26 +58,25 @@ def time_training(model_dir: str, data: str, steps: int, warmup: int, batch: int
     device = torch.device(device_name)
     model, tokenizer = load_base(model_dir, "cls", SEED)
     model.to(device)
-    rows = read_rows(data)
-    pairs = encode_training_pairs(tokenizer, rows, max_length, template=input_template(model.hf.config, tokenizer))
-    if len(pairs.chosen) != (steps + warmup) * batch:
-        raise SystemExit(f"{data}: {len(pairs.chosen)} usable pairs, expected (steps + warmup) x batch = "
-                         f"{(steps + warmup) * batch}")
     cfg = TrainConfig(max_length=max_length, batch_size=batch, epochs=1, lr=5e-5, scheduler="constant",
                       warmup_ratio=0.0, checkpoint_every=0, device=device.type, compile=compile_model, seed=SEED)
     stamps: list[tuple[float, int, int]] = []  # (time, tokens, sum of squared lengths so far) after each step
     squares = [0]
     model.register_forward_pre_hook(lambda module, inputs: squares.__setitem__(  # inputs[1]: the attention mask
         0, squares[0] + int((inputs[1].sum(1) ** 2).sum())))
-    with tempfile.TemporaryDirectory() as ckpt:
-        curve = optimize(model, pairs, cfg, device, Ranks(), tokenizer.pad_token_id, Path(ckpt),
+    with tempfile.TemporaryDirectory() as work:
+        pairs = store_rows(read_rows(data), Path(work) / "store", tokenizer, model.hf.config, max_length)
+        if len(pairs) != (steps + warmup) * batch:
+            raise SystemExit(f"{data}: {len(pairs)} usable pairs, expected (steps + warmup) x batch = "
+                             f"{(steps + warmup) * batch}")
+        curve = optimize(model, pairs, cfg, device, Ranks(), tokenizer.pad_token_id, Path(work) / "checkpoints",
                          on_step=lambda record: stamps.append((synchronized_clock(device), record["tokens"],
                                                                squares[0])))
     tokens = sum(n for _, n, _ in stamps[warmup:warmup + steps])
     seconds = stamps[warmup + steps - 1][0] - stamps[warmup - 1][0]
     return {"impl": "ours", "pairs_per_s": steps * batch / seconds, "s_per_step": seconds / steps,
             "tokens": tokens, "sq_tokens": stamps[warmup + steps - 1][2] - stamps[warmup - 1][2],
-            "kept_pairs": len(pairs.chosen), "last_loss": curve[-1]["loss"],
+            "kept_pairs": len(pairs), "last_loss": curve[-1]["loss"],
             "threads": torch.get_num_threads(), **peak_gpu_mb(device)}
 
 
@@ -86,12 +85,14 @@ def time_evaluation(model_dir: str, data: str, batch: int, max_length: int, devi
     model, tokenizer = load_base(model_dir, "cls", SEED)
     model.to(device).eval()
     rows = read_rows(data)
-    score_pairs(model, tokenizer, max_length, rows[:2], batch, device)  # warm-up: first-call allocations
-    start = synchronized_clock(device)
-    chosen, rejected = score_pairs(model, tokenizer, max_length, rows, batch, device)
-    seconds = synchronized_clock(device) - start
-    lengths = [len(ids) for ids in encode_both_answers(tokenizer, rows, max_length,
-                                                        input_template(model.hf.config, tokenizer)).ids]
+    with tempfile.TemporaryDirectory() as work:
+        store = store_rows(rows, Path(work) / "store", tokenizer, model.hf.config, max_length, keep_identical=True)
+        warm = store_rows(rows[:2], Path(work) / "warm", tokenizer, model.hf.config, max_length, keep_identical=True)
+        score_store(model, tokenizer, warm, batch, device, progress=False)  # warm-up: first-call allocations
+        start = synchronized_clock(device)
+        chosen, rejected = score_store(model, tokenizer, store, batch, device, progress=False)
+        seconds = synchronized_clock(device) - start
+        lengths = store.sequence_lengths().tolist()
     return {"impl": "ours-eval", "pairs_per_s": len(rows) / seconds, "seconds": seconds, "tokens": sum(lengths),
             "sq_tokens": sum(n * n for n in lengths), "batches": len(inference_batches(lengths, 2 * batch, device)),
             "accuracy": (chosen > rejected).double().mean().item(), **peak_gpu_mb(device)}

@@ -1,4 +1,4 @@
-"""Profile our training step with torch.profiler: where the time of `rewardkit.optimization.optimize` goes.
+"""Profile our training step with torch.profiler: where the time of `rewardkit.training.loop.optimize` goes.
 
     python -m bench.profile [--workload small] [--steps 2] [--warmup 1] [--max-length 512] [--threads N]
 
@@ -19,10 +19,10 @@ from torch.profiler import ProfilerActivity, profile
 from bench import workloads
 from bench.ours import SEED, read_rows
 from rewardkit.config import TrainConfig
-from rewardkit.distributed import Ranks
-from rewardkit.encoding import encode_training_pairs
-from rewardkit.model import load_base
-from rewardkit.optimization import optimize
+from rewardkit.encoding.tokenization import store_rows
+from rewardkit.modeling.model import load_base
+from rewardkit.training.distributed import Ranks
+from rewardkit.training.loop import optimize
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear")
 
@@ -42,7 +42,6 @@ def main() -> None:
     train, _ = workloads.bench_data()
     model, tokenizer = load_base(str(workloads.model_dir(a.workload, train)), "cls", SEED)
     rows = read_rows(str(workloads.first_rows(train, (a.steps + a.warmup) * a.batch)))
-    pairs = encode_training_pairs(tokenizer, rows, a.max_length)
     cfg = TrainConfig(max_length=a.max_length, batch_size=a.batch, epochs=1, lr=5e-5, scheduler="constant",
                       warmup_ratio=0.0, checkpoint_every=0, device="cpu", seed=SEED)
     prof = profile(activities=[ProfilerActivity.CPU])
@@ -53,8 +52,9 @@ def main() -> None:
         elif record["step"] == a.warmup + a.steps:
             prof.stop()
 
-    with tempfile.TemporaryDirectory() as ckpt:
-        optimize(model, pairs, cfg, torch.device("cpu"), Ranks(), tokenizer.pad_token_id, Path(ckpt),
+    with tempfile.TemporaryDirectory() as work:  # trained from a token store, as the train stage is
+        pairs = store_rows(rows, Path(work) / "store", tokenizer, model.hf.config, a.max_length)
+        optimize(model, pairs, cfg, torch.device("cpu"), Ranks(), tokenizer.pad_token_id, Path(work) / "ckpt",
                  on_step=on_step)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)

@@ -2,17 +2,16 @@
 
     python -m bench.quality [--workload tiny] [--steps 100] [--lr 3e-4] [--seeds 0 1] [--no-record]
 
-Both start from the same randomly initialised model directory and are given the same first steps x batch
-bench pairs (batch 10, max length 512, AdamW without weight decay, constant lr, fp32): ours through
-`rewardkit.optimization.optimize`, TRL through bench/peers/trl_rm.py (which drops the pairs longer than max_length and
-cycles over the rest). Each trained model is scored on the held-out bench pairs with its own training-time
+Both start from the same randomly initialised model directory and are given the same first steps x batch bench pairs
+(batch 10, max length 512, AdamW without weight decay, constant lr, fp32): ours through
+`rewardkit.training.loop.optimize`, TRL through bench/peers/trl_rm.py (which drops the pairs longer than max_length
+and cycles over the rest). Each trained model is scored on the held-out bench pairs with its own training-time
 encoding (ours: [CLS] prompt [SEP] response [SEP], prompt cut from the left; TRL's: prompt + response + EOS,
-untruncated), by the same scorer (`rewardkit.inference.score_sequences`, inference mode). TRL cannot score a pair longer
-than max_length without a truncation it never trained with, so the comparison is on the held-out pairs that fit
-in max_length in both encodings ("fit"); ours is also reported on all held-out pairs. Ties count 1/2.
-"Within noise": the gap of the seed means is compared with the standard error of a difference of two
-accuracies on n pairs (sqrt(2 x 0.25 / n)) and with the spread over seeds.
-"""
+untruncated), by the same scorer (`rewardkit.modeling.inference.score_sequences`, inference mode). TRL cannot score a
+pair longer than max_length without a truncation it never trained with, so the comparison is on the held-out pairs
+that fit in max_length in both encodings ("fit"); ours is also reported on all held-out pairs. Ties count 1/2. "Within
+noise": the gap of the seed means is compared with the standard error of a difference of two accuracies on n pairs
+(sqrt(2 x 0.25 / n)) and with the spread over seeds. """
 from __future__ import annotations
 
 import argparse
@@ -27,11 +26,14 @@ import torch
 from bench import system, workloads
 from bench.ours import read_rows
 from rewardkit.config import TrainConfig
-from rewardkit.distributed import Ranks
-from rewardkit.encoding import encode_training_pairs
-from rewardkit.inference import score_sequences
-from rewardkit.model import load_base
-from rewardkit.optimization import optimize
+from rewardkit.encoding.families import input_template
+from rewardkit.encoding.templates import encode_both_answers
+from rewardkit.encoding.tokenization import store_rows
+from rewardkit.modeling.inference import score_sequences
+from rewardkit.modeling.model import load_base
+from rewardkit.modeling.objective import pair_correct
+from rewardkit.training.distributed import Ranks
+from rewardkit.training.loop import optimize
 
 BATCH, MAX_LENGTH = 10, 512
 TRL = Path(__file__).resolve().parent / "peers" / "trl_rm.py"
@@ -39,11 +41,11 @@ TRL = Path(__file__).resolve().parent / "peers" / "trl_rm.py"
 
 def train_ours(model_dir: Path, data: Path, steps: int, lr: float, seed: int, out: Path) -> Path:
     model, tokenizer = load_base(str(model_dir), "cls", seed)
-    pairs = encode_training_pairs(tokenizer, read_rows(str(data)), MAX_LENGTH)
     cfg = TrainConfig(max_length=MAX_LENGTH, batch_size=BATCH, epochs=1, lr=lr, weight_decay=0.0,
                       scheduler="constant", warmup_ratio=0.0, checkpoint_every=0, device="cpu", seed=seed)
-    with tempfile.TemporaryDirectory() as ckpt:
-        optimize(model, pairs, cfg, torch.device("cpu"), Ranks(), tokenizer.pad_token_id, Path(ckpt))
+    with tempfile.TemporaryDirectory() as work:  # trained from a token store, as the train stage is
+        pairs = store_rows(read_rows(str(data)), Path(work) / "store", tokenizer, model.hf.config, MAX_LENGTH)
+        optimize(model, pairs, cfg, torch.device("cpu"), Ranks(), tokenizer.pad_token_id, Path(work) / "ckpt")
     model.hf.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
@@ -68,8 +70,7 @@ def correct(model_dir: Path, chosen: list[list[int]], rejected: list[list[int]])
     """Per pair: 1 if r(chosen) > r(rejected), 1/2 on a tie, else 0."""
     model, tokenizer = load_base(str(model_dir), "cls", 0)
     rewards = score_sequences(model.eval(), chosen + rejected, tokenizer.pad_token_id, 64, torch.device("cpu"))
-    r_chosen, r_rejected = rewards[:len(chosen)], rewards[len(chosen):]
-    return (r_chosen > r_rejected).double() + 0.5 * (r_chosen == r_rejected).double()
+    return pair_correct(rewards[:len(chosen)], rewards[len(chosen):])
 
 
 def main() -> None:
@@ -84,20 +85,19 @@ def main() -> None:
     model_dir = workloads.model_dir(a.workload, train)
     data = workloads.first_rows(train, a.steps * BATCH)
     rows = read_rows(str(held_out))
-    _, tokenizer = load_base(str(model_dir), "cls", 0)
-    ours_enc = encode_training_pairs(tokenizer, rows, MAX_LENGTH)
-    if len(ours_enc.chosen) != len(rows):
-        raise SystemExit(f"{held_out}: {len(rows) - len(ours_enc.chosen)} pairs identical after truncation")
+    model, tokenizer = load_base(str(model_dir), "cls", 0)
+    enc = encode_both_answers(tokenizer, rows, MAX_LENGTH, input_template(model.hf.config, tokenizer))
+    ours_chosen, ours_rejected = enc.ids[:len(rows)], enc.ids[len(rows):]
     trl_chosen, trl_rejected = trl_encoding(tokenizer, rows)
     fit = torch.tensor([max(len(c), len(r), len(oc), len(orj)) <= MAX_LENGTH for c, r, oc, orj in
-                        zip(trl_chosen, trl_rejected, ours_enc.chosen, ours_enc.rejected)])
+                        zip(trl_chosen, trl_rejected, ours_chosen, ours_rejected)])
     keep = fit.nonzero().flatten().tolist()
     results = {"ours": [], "ours (all pairs)": [], "trl": []}
     for seed in a.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"seed {seed}: training ours ...", flush=True)
             ours_ok = correct(train_ours(model_dir, data, a.steps, a.lr, seed, Path(tmp) / "ours"),
-                              ours_enc.chosen, ours_enc.rejected)
+                              ours_chosen, ours_rejected)
             print(f"seed {seed}: training TRL ...", flush=True)
             trl_ok = correct(train_trl(model_dir, data, a.steps, a.lr, seed, Path(tmp) / "trl"),
                              [trl_chosen[i] for i in keep], [trl_rejected[i] for i in keep])

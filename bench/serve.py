@@ -48,10 +48,10 @@ def artifact(train: Path) -> Path:
         return out
     import torch
 
-    from rewardkit.artifact import save_artifact
-    from rewardkit.encoding import TRUNCATION_POLICY
-    from rewardkit.model import load_base
-    from rewardkit.scorer import RewardScorer
+    from rewardkit.encoding.templates import TRUNCATION_POLICY
+    from rewardkit.modeling.artifact import save_artifact
+    from rewardkit.modeling.model import load_base
+    from rewardkit.scoring.scorer import RewardScorer
 
     model, tokenizer = load_base(str(workloads.model_dir("tiny", train)), "cls", SEED)
     meta = {"base_model": "scratch-tiny", "pooling": "cls", "max_length": MAX_LENGTH, "truncation": TRUNCATION_POLICY,
@@ -194,7 +194,7 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.requests) != len(args.clients) or min(args.clients + args.requests) < 1:
         parser.error("give one positive --requests count per --clients level")
-    from rewardkit.scorer import RewardScorer
+    from rewardkit.scoring.scorer import RewardScorer
 
     train, _ = workloads.bench_data()
     model = artifact(train)

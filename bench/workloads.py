@@ -9,11 +9,11 @@ something to learn without a length bias (both answer lengths are drawn independ
 randomly initialised model picks up within a few hundred steps, which makes `bench.quality` discriminate; the topic
 drift needs the prompt and is learnt far more slowly.
 
-Models: from rewardkit.scratch.SCRATCH_SIZES, random init, seed 0, with a tokenizer trained on the bench training
-texts (rewardkit.scratch.build_scratch): DeBERTa-v3 architecture with an 8k SentencePiece vocabulary (tiny, small),
-or BERT architecture at MiniLM-L6 size with a WordPiece vocabulary asked for 30k (minilm; the made-up words of the
-bench texts give WordPiece fewer pieces than that to learn, so the vocabulary it reaches is printed by the bench).
-"""
+Models: from rewardkit.encoding.scratch.SCRATCH_SIZES, random init, seed 0, with a tokenizer trained on the bench
+training texts (rewardkit.modeling.scratch.build_scratch): DeBERTa-v3 architecture with an 8k SentencePiece vocabulary
+(tiny, small), or BERT architecture at MiniLM-L6 size with a WordPiece vocabulary asked for 30k (minilm; the made-up
+words of the bench texts give WordPiece fewer pieces than that to learn, so the vocabulary it reaches is printed by
+the bench). """
 from __future__ import annotations
 
 import json
@@ -130,7 +130,7 @@ def first_rows(path: Path, n: int) -> Path:
 def model_dir(workload: str, train_data: Path) -> Path:
     """A randomly initialised model of `workload`'s architecture and dims, with a tokenizer trained on
     `train_data`."""
-    from rewardkit.scratch import build_scratch
+    from rewardkit.modeling.scratch import build_scratch
 
     vocab_size = VOCAB_SIZES[workload]
     out = OUT / "models" / f"{workload}-{train_data.stem}-v{vocab_size}"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "RewardScorer": "rewardkit.scorer",
-    "RemoteRewardModel": "rewardkit.client",
-    "load_artifact": "rewardkit.artifact",
-    "save_artifact": "rewardkit.artifact",
-    "RewardModel": "rewardkit.model",
+    "RewardScorer": "rewardkit.scoring.scorer",
+    "RemoteRewardModel": "rewardkit.serving.client",
+    "load_artifact": "rewardkit.modeling.artifact",
+    "save_artifact": "rewardkit.modeling.artifact",
+    "RewardModel": "rewardkit.modeling.model",
     "UserError": "rewardkit.errors",
 }
 __all__ = sorted(_EXPORTS)

@@ -1,10 +1,10 @@
 """Bound glibc's malloc arenas in the train and evaluate stages: each thread that allocates gets an arena of its
-own (up to 8 per core), and each arena keeps the high-water mark of the tensors its threads freed. The CPU
-scoring threads (rewardkit.inference) allocate batch-sized activations of ever new shapes, so with an arena each
-their freed memory piles up side by side; one shared arena reuses it. The tokenizer's threads, which make many
-small allocations, slow down on one arena, so the tokenize stage keeps glibc's default (bench/RESULTS.md,
-2026-12-02: peak RSS and tokenize time, both ways). Called first thing by those stage modules, before torch starts
-a thread. The same as `MALLOC_ARENA_MAX=1`; a value the user set in that variable wins; not glibc: nothing done."""
+own (up to 8 per core), and each arena keeps the high-water mark of the tensors its threads freed. The CPU scoring
+threads (rewardkit.modeling.inference) allocate batch-sized activations of ever new shapes, so with an arena each
+their freed memory piles up side by side; one shared arena reuses it. The tokenizer's threads, which make many small
+allocations, slow down on one arena, so the tokenize stage keeps glibc's default (bench/RESULTS.md, 2026-12-02: peak
+RSS and tokenize time, both ways). Called first thing by those stage modules, before torch starts a thread. The same
+as `MALLOC_ARENA_MAX=1`; a value the user set in that variable wins; not glibc: nothing done."""
 from __future__ import annotations
 
 import ctypes

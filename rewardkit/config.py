@@ -57,7 +57,7 @@ class SplitConfig(Section):
 
 
 POOLINGS = ("cls", "mean")
-# offline bases; their sizes: rewardkit.scratch.SCRATCH_SIZES
+# offline bases; their sizes: rewardkit.encoding.scratch.SCRATCH_SIZES
 SCRATCH_BASES = ("scratch-tiny", "scratch-deberta-v3-small", "scratch-minilm")
 
 

@@ -9,7 +9,7 @@ bound_malloc_arenas()  # first, before torch starts a thread (rewardkit.allocato
 from rewardkit.cli import parse_paths  # noqa: E402
 from rewardkit.config import EvaluateConfig, ValidateConfig, load  # noqa: E402
 from rewardkit.errors import run_main  # noqa: E402
-from rewardkit.evaluation import EvaluatePaths, evaluate_model  # noqa: E402
+from rewardkit.evaluation.job import EvaluatePaths, evaluate_model  # noqa: E402
 
 PATHS = {"store": "token store of the held-out pairs", "model": "trained reward model directory",
          "release": "directory to write the released model (the trained one and its model card) to",

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from rewardkit.errors import run_main
-from rewardkit.jsonl_scoring import score_file
+from rewardkit.scoring.jsonl import score_file
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,8 @@ import argparse
 from pathlib import Path
 
 from rewardkit.errors import run_main
-from rewardkit.server_config import ServeConfig, read_key_file, serve
+from rewardkit.serving.config import ServeConfig, read_key_file
+from rewardkit.serving.runner import serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from rewardkit.cli import parse_paths
 from rewardkit.config import SplitConfig, load
+from rewardkit.data.splitting import SplitOutputs, split_file
 from rewardkit.errors import run_main
-from rewardkit.splitting import SplitOutputs, split_file
 
 PATHS = {"input": "validated JSONL", "train": "JSONL of the training pairs", "eval": "JSONL of the held-out pairs",
          "metrics": "JSON of the counts"}

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from rewardkit.errors import run_main
-from rewardkit.summary import summary_lines
+from rewardkit.evaluation.summary import summary_lines
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rewardkit.cli import parse_paths
 from rewardkit.config import ModelConfig, TrainConfig, load
+from rewardkit.encoding.tokenization import TokenizePaths, tokenize_splits
 from rewardkit.errors import run_main
-from rewardkit.tokenization import TokenizePaths, tokenize_splits
 
 PATHS = {"train": "JSONL of the training pairs", "eval": "JSONL of the held-out pairs",
          "train_store": "token store directory of the training pairs",

@@ -11,7 +11,7 @@ bound_malloc_arenas()  # first, before torch starts a thread (rewardkit.allocato
 from rewardkit.cli import parse_paths  # noqa: E402
 from rewardkit.config import ModelConfig, TrainConfig, load  # noqa: E402
 from rewardkit.errors import run_main  # noqa: E402
-from rewardkit.training import TrainPaths, train_stage  # noqa: E402
+from rewardkit.training.job import TrainPaths, train_stage  # noqa: E402
 
 PATHS = {"store": "token store of the training pairs", "tokenizer": "the tokenizer the store was made with",
          "model": "directory to write the reward model to",

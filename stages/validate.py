@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from rewardkit.cli import parse_paths
 from rewardkit.config import DataConfig, ValidateConfig, load
+from rewardkit.data.readers import data_files
+from rewardkit.data.validation import ValidateOutputs, validate_files
 from rewardkit.errors import run_main
-from rewardkit.readers import data_files
-from rewardkit.validation import ValidateOutputs, validate_files
 
 PATHS = {"validated": "JSONL of the kept lines", "rejects": "JSONL of one record per rejected line",
          "metrics": "JSON of the counts"}

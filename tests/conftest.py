@@ -81,7 +81,7 @@ def read_jsonl(path: Path) -> list[dict]:
 # --------------------------------------------------------------------------------------------------- models
 def tiny_config(**overrides) -> dict:
     """DebertaV2Config values of a test-size DeBERTa-v3 (everything but the sizes as in deberta-v3-small)."""
-    from rewardkit.scratch import DEBERTA_V3_SMALL
+    from rewardkit.encoding.scratch import DEBERTA_V3_SMALL
 
     return {**DEBERTA_V3_SMALL, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
             "intermediate_size": 128, **overrides}
@@ -89,7 +89,7 @@ def tiny_config(**overrides) -> dict:
 
 def build_tiny_base(out_dir: Path, rows: list[dict], seed: int = 0, vocab_size: int = 400, **sizes) -> Path:
     """A randomly initialised tiny DeBERTa-v3 reward model and a SentencePiece tokenizer trained on `rows`."""
-    from rewardkit.scratch import build_scratch
+    from rewardkit.modeling.scratch import build_scratch
 
     texts = [t for r in rows for t in (r["prompt"], r["chosen"], r["rejected"])]
     return build_scratch(tiny_config(**sizes), texts, vocab_size, out_dir, seed)
@@ -107,9 +107,9 @@ def train_in_process(work: Path, base: Path | str, train_rows: list[dict], eval_
     """Run the tokenize, train (and, with eval rows, evaluate) stages' library code in `work` with the paths
     dvc.yaml gives them; `params` override params.yaml as {"train": {...}}; `base` is model.name."""
     from rewardkit.config import EvaluateConfig, ModelConfig, TrainConfig, build
-    from rewardkit.distributed import Ranks
-    from rewardkit.evaluation import evaluate_model
-    from rewardkit.training import train_reward_model
+    from rewardkit.evaluation.job import evaluate_model
+    from rewardkit.training.distributed import Ranks
+    from rewardkit.training.job import train_reward_model
 
     merged = prepare_stage_inputs(work, base, train_rows, eval_rows, **params)
     model_cfg, train_cfg = build(ModelConfig, merged), build(TrainConfig, merged)
@@ -126,7 +126,7 @@ def prepare_stage_inputs(work: Path, base: Path | str, train_rows: list[dict], e
     `params` as {"train": {...}}), the split files and their token stores (the tokenize stage, in process).
     Returns the params."""
     from rewardkit.config import ModelConfig, TrainConfig, build
-    from rewardkit.tokenization import tokenize_splits
+    from rewardkit.encoding.tokenization import tokenize_splits
 
     sections = {**params, "model": {"name": str(base), **params.get("model", {})}}
     merged = yaml.safe_load(write_params(work, sections).read_text(encoding="utf-8"))
@@ -168,14 +168,14 @@ def _paths(stage: str, work: Path) -> dict[str, Path]:
 
 
 def tokenize_paths(work: Path):
-    from rewardkit.tokenization import TokenizePaths
+    from rewardkit.encoding.tokenization import TokenizePaths
 
     p = _paths("tokenize", work)
     return TokenizePaths(p["train"], p["eval"], p["train_store"], p["eval_store"], p["tokenizer"])
 
 
 def train_paths(work: Path):
-    from rewardkit.training import TrainPaths
+    from rewardkit.training.job import TrainPaths
 
     p = _paths("train", work)
     return TrainPaths(p["store"], p["tokenizer"], p["model"], p["metrics"], p["curve"], p["validation_curve"],
@@ -183,7 +183,7 @@ def train_paths(work: Path):
 
 
 def evaluate_paths(work: Path):
-    from rewardkit.evaluation import EvaluatePaths
+    from rewardkit.evaluation.job import EvaluatePaths
 
     p = _paths("evaluate", work)
     return EvaluatePaths(p["store"], p["model"], p["release"], p["scores"], p["metrics"], p["histogram"],

@@ -6,7 +6,7 @@ import sys
 
 from bench import ours
 from bench.__main__ import HEADER
-from rewardkit.model import load_base
+from rewardkit.modeling.model import load_base
 from tests.conftest import REPO_ROOT as ROOT
 from tests.conftest import build_tiny_base, easy_rows, subprocess_env, write_jsonl
 

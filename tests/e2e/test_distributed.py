@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rewardkit.distributed import LOST_PEER
-from rewardkit.launcher import ErrorsOnce
+from rewardkit.training.distributed import LOST_PEER
+from rewardkit.training.launcher import ErrorsOnce
 from tests.conftest import TrainingRun, easy_rows, prepare_stage_inputs, watch_training
 
 ROWS = easy_rows(96)

@@ -33,11 +33,11 @@ def tiny_artifact(out: Path, sizes: dict, vocab_size: int) -> Path:
     """A random-init classifier of `sizes` as a reward model directory with reward_model.json (no training)."""
     import torch
 
-    from rewardkit.artifact import save_artifact
-    from rewardkit.encoding import TRUNCATION_POLICY
-    from rewardkit.model import load_base
-    from rewardkit.scorer import RewardScorer
-    from rewardkit.scratch import build_scratch
+    from rewardkit.encoding.templates import TRUNCATION_POLICY
+    from rewardkit.modeling.artifact import save_artifact
+    from rewardkit.modeling.model import load_base
+    from rewardkit.modeling.scratch import build_scratch
+    from rewardkit.scoring.scorer import RewardScorer
 
     base = build_scratch(sizes, texts(random.Random(0), 60), vocab_size, out / "base", 0)
     model, tokenizer = load_base(str(base), "cls", 0)
@@ -52,7 +52,7 @@ def tiny_artifact(out: Path, sizes: dict, vocab_size: int) -> Path:
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory) -> Path:
     """A random-init tiny DeBERTa-v3 reward model directory."""
-    from rewardkit.scratch import DEBERTA_V3_SMALL
+    from rewardkit.encoding.scratch import DEBERTA_V3_SMALL
 
     sizes = dict(DEBERTA_V3_SMALL, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
     return tiny_artifact(tmp_path_factory.mktemp("served"), sizes, 400)
@@ -60,7 +60,7 @@ def artifact(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def scorer(artifact):
-    from rewardkit.scorer import RewardScorer
+    from rewardkit.scoring.scorer import RewardScorer
 
     return RewardScorer.from_pretrained(artifact, "cpu")
 
@@ -279,7 +279,7 @@ def test_a_non_loopback_bind_without_a_key_or_a_weak_key_refuses_to_start(artifa
 
 # ----------------------------------------------------------------------------------------------------- client
 def test_the_python_client_and_its_trl_reward_function_form(servers, scorer):
-    from rewardkit.client import RemoteRewardError, RemoteRewardModel
+    from rewardkit.serving.client import RemoteRewardError, RemoteRewardModel
 
     rng = random.Random(4)
     prompts, responses = texts(rng, 11), texts(rng, 11)
@@ -344,9 +344,9 @@ def test_sigterm_finishes_the_requests_in_flight_refuses_new_ones_and_exits_0(se
 def test_token_type_models_are_scored_with_their_segments_like_the_scorer(tmp_path):
     """A BERT-family base reads token_type_ids: the service passes the scorer's segments through the batcher (in
     process, no HTTP: the routes are the ones tested above)."""
-    from rewardkit.scorer import RewardScorer
-    from rewardkit.server import ScoringService
-    from rewardkit.server_config import ServeConfig
+    from rewardkit.scoring.scorer import RewardScorer
+    from rewardkit.serving.config import ServeConfig
+    from rewardkit.serving.server import ScoringService
 
     sizes = dict(model_type="bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                  intermediate_size=128, max_position_embeddings=64, type_vocab_size=2, hidden_act="gelu")

@@ -1,4 +1,4 @@
-"""rewardkit.batcher in-process: coalescing, result order, the token budget, the wait deadline, errors reaching
+"""rewardkit.serving.batcher in-process: coalescing, result order, the token budget, the wait deadline, errors reaching
 every waiter, worker concurrency and shutdown. The score function is a stand-in (reward = the item's first id), so
 every reward says which item it belongs to."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from rewardkit.batcher import BatcherClosed, BatchStats, DynamicBatcher
-from rewardkit.batching import padded_width
+from rewardkit.modeling.batching import padded_width
+from rewardkit.serving.batcher import BatcherClosed, BatchStats, DynamicBatcher
 
 
 class Recorder:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rewardkit import checkpoint, preemption
-from rewardkit.artifact import check_model_dir, safetensors_problem
 from rewardkit.config import ModelConfig, TrainConfig
-from rewardkit.distributed import Ranks
 from rewardkit.errors import UserError, file_system_error, run_main
 from rewardkit.io import atomic_path, native_os_errors
+from rewardkit.modeling.artifact import check_model_dir, safetensors_problem
+from rewardkit.training import checkpoint, preemption, run_key
+from rewardkit.training.distributed import Ranks
 
 CPU = torch.device("cpu")
 
@@ -119,38 +119,41 @@ def test_resume_on_one_process_is_load_latest(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ run key
 def copy_package(tmp_path: Path) -> Path:
-    source = checkpoint.source_dir("rewardkit")
+    source = run_key.source_dir("rewardkit")
     return Path(shutil.copytree(source, tmp_path / "rewardkit", ignore=shutil.ignore_patterns("__pycache__")))
 
 
 def test_the_fingerprint_covers_the_training_code_and_only_it(tmp_path):
-    files = {p.name for p in checkpoint.code_files()}
-    assert {"training.py", "optimization.py", "checkpoint.py", "preemption.py", "losses.py", "model.py",
-            "__init__.py"} <= files
-    assert not files & {"validation.py", "server.py", "jsonl_scoring.py"}  # splitting: the validation slice
+    package = run_key.source_dir("rewardkit")
+    files = {p.relative_to(package).as_posix() for p in run_key.code_files()}
+    assert {"training/job.py", "training/loop.py", "training/checkpoint.py", "training/preemption.py",
+            "modeling/objective.py", "modeling/model.py", "modeling/fast/deberta.py", "__init__.py",
+            "training/__init__.py", "modeling/fast/__init__.py"} <= files
+    # data/splitting.py carves the validation slice; validation, the server and the score CLI play no part
+    assert not files & {"data/validation.py", "serving/server.py", "scoring/jsonl.py"}
     package = copy_package(tmp_path)
-    same = checkpoint.code_fingerprint()
-    assert checkpoint.code_fingerprint(package_dir=package) == same  # where the project lies does not count
-    (package / "validation.py").write_text("# not imported by training\n", encoding="utf-8")
-    assert checkpoint.code_fingerprint(package_dir=package) == same
-    with open(package / "losses.py", "a", encoding="utf-8") as f:
+    same = run_key.code_fingerprint()
+    assert run_key.code_fingerprint(package_dir=package) == same  # where the project lies does not count
+    (package / "data" / "validation.py").write_text("# not imported by training\n", encoding="utf-8")
+    assert run_key.code_fingerprint(package_dir=package) == same
+    with open(package / "modeling" / "objective.py", "a", encoding="utf-8") as f:
         f.write("# an edit\n")
-    assert checkpoint.code_fingerprint(package_dir=package) != same
+    assert run_key.code_fingerprint(package_dir=package) != same
 
 
 def test_the_run_key_changes_with_code_packages_data_and_params_not_checkpoint_every(monkeypatch):
     model_cfg, cfg = ModelConfig(name="scratch-tiny"), TrainConfig()
-    key = checkpoint.run_key("abc", model_cfg, cfg)
-    assert checkpoint.run_key("abc", model_cfg, TrainConfig(checkpoint_every=7)) == key
-    assert checkpoint.run_key("abd", model_cfg, cfg) != key
-    assert checkpoint.run_key("abc", model_cfg, TrainConfig(lr=1e-3)) != key
-    monkeypatch.setattr(checkpoint, "code_fingerprint", lambda: "edited")
-    assert checkpoint.run_key("abc", model_cfg, cfg) != key
+    key = run_key.run_key("abc", model_cfg, cfg)
+    assert run_key.run_key("abc", model_cfg, TrainConfig(checkpoint_every=7)) == key
+    assert run_key.run_key("abd", model_cfg, cfg) != key
+    assert run_key.run_key("abc", model_cfg, TrainConfig(lr=1e-3)) != key
+    monkeypatch.setattr(run_key, "code_fingerprint", lambda: "edited")
+    assert run_key.run_key("abc", model_cfg, cfg) != key
     monkeypatch.undo()
-    versions = checkpoint.package_versions()
+    versions = run_key.package_versions()
     assert set(versions) >= {"torch", "transformers", "tokenizers", "sentencepiece"}
-    monkeypatch.setattr(checkpoint, "package_versions", lambda: {**versions, "torch": "0.0.1"})
-    assert checkpoint.run_key("abc", model_cfg, cfg) != key
+    monkeypatch.setattr(run_key, "package_versions", lambda: {**versions, "torch": "0.0.1"})
+    assert run_key.run_key("abc", model_cfg, cfg) != key
 
 
 # ----------------------------------------------------------------------------------------- stop on signal

@@ -37,13 +37,13 @@ def test_dvc_strings_are_cast():
 
 
 def test_a_base_directory_without_config_is_a_clear_error(tmp_path):
-    from rewardkit.loading import load_hf_classifier
+    from rewardkit.modeling.loading import load_hf_classifier
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(UserError, match="has no config.json"):
         load_hf_classifier(str(tmp_path))
 
 
 def test_a_directory_that_is_not_a_trained_reward_model_is_a_clear_error(tmp_path):
-    from rewardkit.artifact import load_artifact
+    from rewardkit.modeling.artifact import load_artifact
     with pytest.raises(UserError, match="reward_model.json is missing"):
         load_artifact(tmp_path)

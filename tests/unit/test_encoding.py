@@ -1,8 +1,10 @@
-"""Pair encoding: the text-pair template, the truncation policy and its counts."""
+"""Pair encoding: the text-pair template, the truncation policy and its counts (as the token store records them)."""
 import pytest
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
-from rewardkit.encoding import PairTemplate, encode_training_pairs, pair_template, truncate_pair
+from rewardkit.encoding.store import TokenStore
+from rewardkit.encoding.templates import PairTemplate, encode_both_answers, pair_template, truncate_pair
+from rewardkit.encoding.tokenization import store_rows
 from rewardkit.errors import UserError
 from tests.conftest import build_tiny_base, easy_rows
 
@@ -10,9 +12,14 @@ T = PairTemplate(prefix=(1,), middle=(2,), suffix=(2,))
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
+def base(tmp_path_factory):
     rows = easy_rows(50) + [{"prompt": "User: long " * 40, "chosen": " yes " * 40, "rejected": " no " * 40}]
-    return AutoTokenizer.from_pretrained(build_tiny_base(tmp_path_factory.mktemp("m") / "base", rows))
+    return build_tiny_base(tmp_path_factory.mktemp("m") / "base", rows)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(base):
+    return AutoTokenizer.from_pretrained(base)
 
 
 def test_template_is_learnt_from_the_tokenizer(tokenizer):
@@ -49,12 +56,12 @@ def test_max_length_without_room_for_text_is_a_clear_error():
 
 def test_encoding_matches_tokenizer_text_pair(tokenizer):
     row = easy_rows(1, seed=5)[0]
-    enc = encode_training_pairs(tokenizer, [row], max_length=512)
-    assert enc.chosen[0] == tokenizer(row["prompt"], row["chosen"])["input_ids"]
-    assert enc.rejected[0] == tokenizer(row["prompt"], row["rejected"])["input_ids"]
+    enc = encode_both_answers(tokenizer, [row], max_length=512)
+    assert enc.ids[0] == tokenizer(row["prompt"], row["chosen"])["input_ids"]
+    assert enc.ids[1] == tokenizer(row["prompt"], row["rejected"])["input_ids"]
 
 
-def test_truncation_counts_and_identical_pairs(tokenizer):
+def test_truncation_counts_and_identical_pairs(tmp_path, base, tokenizer):
     short = easy_rows(3, seed=1)
     long_prompt = {"prompt": "User: " + "what is the rate " * 60 + "\nAssistant:", "chosen": " five",
                    "rejected": " six"}
@@ -63,21 +70,26 @@ def test_truncation_counts_and_identical_pairs(tokenizer):
     long_both = {"prompt": "User: hi\nAssistant:", "chosen": " five" + " the rate" * 80, "rejected": " six"}
     limit = 128
     assert all(len(tokenizer(r["prompt"], r[k])["input_ids"]) <= limit for r in short for k in ("chosen", "rejected"))
-    enc = encode_training_pairs(tokenizer, short + [long_prompt, long_response, long_both], max_length=limit)
-    assert enc.counts == {"pairs_read": 6, "pairs_used": 5, "identical_after_truncation": 1,
-                          "prompt_truncated": 3, "response_truncated": 2}
-    assert enc.row_index == [0, 1, 2, 3, 5]
-    assert all(len(ids) <= limit for ids in enc.chosen + enc.rejected)
+    rows = short + [long_prompt, long_response, long_both]
+    store = store_rows(rows, tmp_path / "store", tokenizer, AutoConfig.from_pretrained(base), limit)
+    assert {k: store.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation", "prompt_truncated",
+                                       "response_truncated")} == {
+        "pairs_read": 6, "pairs_used": 5, "identical_after_truncation": 1, "prompt_truncated": 3,
+        "response_truncated": 2}
+    row_index = store.columns("row")["row"].tolist()
+    assert row_index == [0, 1, 2, 3, 5]
+    assert store.sequence_lengths().max() <= limit
     # the long prompt kept its end (the question just before "Assistant:") and the whole response
-    i = enc.row_index.index(3)
+    chosen = store.sequence(2 * row_index.index(3)).tolist()
     response = tokenizer(" five", add_special_tokens=False)["input_ids"]
     prompt = tokenizer(long_prompt["prompt"], add_special_tokens=False)["input_ids"]
     keep = limit - 3 - len(response)
-    assert enc.chosen[i] == [tokenizer.cls_token_id, *prompt[-keep:], tokenizer.sep_token_id, *response,
-                             tokenizer.sep_token_id]
+    assert chosen == [tokenizer.cls_token_id, *prompt[-keep:], tokenizer.sep_token_id, *response,
+                      tokenizer.sep_token_id]
 
 
-def test_margin_is_read_when_enabled(tokenizer):
+def test_margin_is_read_when_enabled(tmp_path, base, tokenizer):
     rows = [dict(r, margin=m) for r, m in zip(easy_rows(3), [0.5, 2, None])]
-    assert encode_training_pairs(tokenizer, rows, 128, use_margin=True).margin == [0.5, 2.0, 0.0]
-    assert encode_training_pairs(tokenizer, rows, 128, use_margin=False).margin == [0.0, 0.0, 0.0]
+    store_rows(rows, tmp_path / "store", tokenizer, AutoConfig.from_pretrained(base), 128)
+    assert TokenStore(tmp_path / "store", use_margin=True).margin.tolist() == [0.5, 2.0, 0.0]
+    assert TokenStore(tmp_path / "store", use_margin=False).margin.tolist() == [0.0, 0.0, 0.0]

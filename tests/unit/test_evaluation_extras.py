@@ -10,11 +10,11 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from rewardkit.breakdowns import RB_EXAMPLE_COUNTS, by_group, pair_frame, rewardbench_sections
 from rewardkit.config import EvaluateConfig, ValidateConfig, build
 from rewardkit.errors import UserError
-from rewardkit.evaluation import evaluate_model
-from rewardkit.summary import WIDTH, summary_lines
+from rewardkit.evaluation.breakdowns import RB_EXAMPLE_COUNTS, by_group, pair_frame, rewardbench_sections
+from rewardkit.evaluation.job import evaluate_model
+from rewardkit.evaluation.summary import WIDTH, summary_lines
 from tests.conftest import easy_rows, evaluate_paths, read_jsonl, train_in_process, write_jsonl
 
 TRAIN = {"max_length": 64, "batch_size": 8, "epochs": 1, "lr": 1e-2, "warmup_ratio": 0.0, "checkpoint_every": 0}

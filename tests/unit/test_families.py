@@ -29,8 +29,8 @@ from transformers import (
 )
 
 from rewardkit import RewardScorer
-from rewardkit.inference import score_sequences
-from rewardkit.scratch import train_wordpiece_tokenizer
+from rewardkit.encoding.scratch import train_wordpiece_tokenizer
+from rewardkit.modeling.inference import score_sequences
 from tests.conftest import build_tiny_base, easy_rows, train_in_process
 
 ROWS = easy_rows(40) + easy_rows(12, seed=2)
@@ -187,9 +187,9 @@ def test_segment_ids_change_the_reward_of_models_that_read_them(trained):
 
 
 def test_one_line_for_a_new_head_and_no_tokenizer_warnings(tmp_path, capfd):
-    from rewardkit.encoding import encode_both_answers
-    from rewardkit.families import input_template
-    from rewardkit.model import load_base
+    from rewardkit.encoding.families import input_template
+    from rewardkit.encoding.templates import encode_both_answers
+    from rewardkit.modeling.model import load_base
 
     base = build("bert", tmp_path / "bert")
     config = json.loads((base / "tokenizer_config.json").read_text())

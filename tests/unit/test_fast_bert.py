@@ -1,5 +1,5 @@
-"""rewardkit.fast_bert computes transformers' BERT, RoBERTa and ELECTRA rewards and gradients, without the work on
-padding."""
+"""rewardkit.modeling.fast.bert computes transformers' BERT, RoBERTa and ELECTRA rewards and gradients, without the
+work on padding."""
 from __future__ import annotations
 
 import pytest
@@ -13,9 +13,9 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from rewardkit import fast_bert
-from rewardkit.batching import pad_batch
-from rewardkit.model import RewardModel, disable_dropout
+from rewardkit.modeling.batching import pad_batch
+from rewardkit.modeling.fast import bert as fast_bert
+from rewardkit.modeling.model import RewardModel, disable_dropout
 
 LENGTHS = (5, 37, 60, 1, 23, 44, 60, 58)  # right-padded to 64; a lone [CLS]; two equal, one 7/8 of them
 SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, vocab_size=300,

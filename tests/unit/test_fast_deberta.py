@@ -1,14 +1,15 @@
-"""rewardkit.fast_deberta computes transformers' DebertaV2 rewards and gradients, without the work on padding."""
+"""rewardkit.modeling.fast.deberta computes transformers' DebertaV2 rewards and gradients, without the work on
+padding."""
 from __future__ import annotations
 
 import pytest
 import torch
 from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
-from rewardkit import fast_deberta
-from rewardkit.batching import pad
-from rewardkit.deberta_ops import plan
-from rewardkit.model import RewardModel, disable_dropout
+from rewardkit.modeling.batching import pad
+from rewardkit.modeling.fast import deberta as fast_deberta
+from rewardkit.modeling.fast.ops import plan
+from rewardkit.modeling.model import RewardModel, disable_dropout
 from tests.conftest import tiny_config
 
 LENGTHS = (5, 37, 60, 1, 23, 44, 60, 58)  # right-padded to 64; a lone [CLS]; two equal, one 7/8 of them

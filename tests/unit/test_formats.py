@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from rewardkit.config import DataConfig, ValidateConfig
+from rewardkit.data.formats import render, render_plain_prompt
+from rewardkit.data.readers import data_files
+from rewardkit.data.validation import ValidateOutputs, validate_files
 from rewardkit.errors import UserError
-from rewardkit.formats import render, render_plain_prompt
-from rewardkit.readers import data_files
-from rewardkit.validation import ValidateOutputs, validate_files
 from tests.conftest import read_jsonl, write_jsonl
 
 HH = {"chosen": "\n\nHuman: What is APR?\n\nAssistant: The yearly cost of a loan, fees included.",

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from rewardkit.batching import inference_batches, length_grouped_batches, pad, padded_width
-from rewardkit.losses import bt_loss
-from rewardkit.metrics import calibration, pairwise_accuracy
+from rewardkit.evaluation.metrics import calibration, pairwise_accuracy
+from rewardkit.modeling.batching import inference_batches, length_grouped_batches, pad, padded_width
+from rewardkit.modeling.objective import bt_loss
 
 
 def test_loss_and_accuracy_definitions():
@@ -46,7 +46,7 @@ def test_pad_rounds_up_and_masks():
 
 
 def test_inference_batches_are_longest_first_within_the_cpu_token_budget(monkeypatch):
-    from rewardkit import batching
+    from rewardkit.modeling import batching
 
     monkeypatch.setattr(batching, "CPU_BATCH_TOKENS", 96)
     lengths = np.random.default_rng(1).integers(3, 60, size=80)

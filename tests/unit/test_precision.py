@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from rewardkit import optimization
-from rewardkit.batching import pad_batch
 from rewardkit.config import TrainConfig
-from rewardkit.distributed import Ranks
-from rewardkit.encoding import encode_training_pairs
-from rewardkit.families import input_template
-from rewardkit.model import load_base
-from rewardkit.scratch import build_scratch
+from rewardkit.encoding.families import input_template
+from rewardkit.encoding.templates import encode_both_answers
+from rewardkit.encoding.tokenization import store_rows
+from rewardkit.modeling.batching import pad_batch
+from rewardkit.modeling.model import load_base
+from rewardkit.modeling.scratch import build_scratch
+from rewardkit.training import loop as optimization
+from rewardkit.training.distributed import Ranks
 from tests.conftest import easy_rows, tiny_config
 
 ROWS = easy_rows(32)
@@ -37,11 +38,10 @@ def base(request, tmp_path_factory) -> Path:
     return build_scratch(sizes, TEXTS, 400, tmp_path_factory.mktemp(request.param) / "base", 0)
 
 
-def test_training_steps_under_bf16_autocast(base, monkeypatch):
+def test_training_steps_under_bf16_autocast(base, monkeypatch, tmp_path):
     model, tokenizer = load_base(str(base), "cls", seed=0)
     assert model.fast == ("deberta" in base.parent.name)
-    template = input_template(model.hf.config, tokenizer)
-    pairs = encode_training_pairs(tokenizer, ROWS, 64, template=template)
+    pairs = store_rows(ROWS, tmp_path / "store", tokenizer, model.hf.config, 64)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     grads: list[torch.dtype] = []
     for p in model.parameters():
@@ -61,10 +61,8 @@ def test_training_steps_under_bf16_autocast(base, monkeypatch):
 
 def test_bf16_rewards_are_close_to_fp32(base):
     model, tokenizer = load_base(str(base), "cls", seed=0)
-    template = input_template(model.hf.config, tokenizer)
-    pairs = encode_training_pairs(tokenizer, ROWS[:16], 64, template=template)
-    sequences, segments = pairs.sequences(range(16))
-    inputs = pad_batch(sequences, tokenizer.pad_token_id, segments=segments)
+    enc = encode_both_answers(tokenizer, ROWS[:8], 64, input_template(model.hf.config, tokenizer))
+    inputs = pad_batch(enc.ids, tokenizer.pad_token_id, segments=enc.segments)
     model.eval()
     with torch.inference_mode():
         fp32 = model(*inputs)

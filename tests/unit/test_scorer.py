@@ -7,11 +7,12 @@ import time
 import pytest
 import torch
 
-from rewardkit import RewardScorer, jsonl_scoring, load_artifact
-from rewardkit.batching import pad
+from rewardkit import RewardScorer, load_artifact
 from rewardkit.errors import UserError, run_main
-from rewardkit.inference import score_sequences
-from rewardkit.model import RewardModel
+from rewardkit.modeling.batching import pad
+from rewardkit.modeling.inference import score_sequences
+from rewardkit.modeling.model import RewardModel
+from rewardkit.scoring import jsonl as jsonl_scoring
 from stages import score
 from tests.conftest import easy_rows, read_jsonl, write_jsonl
 
@@ -146,7 +147,7 @@ def test_a_reward_does_not_depend_on_its_batch(work, pooling):
 
 
 def test_cpu_scoring_is_bit_identical_on_any_number_of_cores(work, monkeypatch):
-    from rewardkit import batching
+    from rewardkit.modeling import batching
 
     model, tokenizer, _ = load_artifact(work / "models/reward_model")
     rows = easy_rows(40, seed=4)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from rewardkit.config import SplitConfig
+from rewardkit.data.splitting import SplitOutputs, prompt_hashes, split_file
 from rewardkit.errors import UserError
-from rewardkit.splitting import SplitOutputs, prompt_hashes, split_file
 
 
 def make_lines(n_prompts: int, seed: int = 0, tag: str = "p") -> list[bytes]:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from rewardkit.config import ModelConfig, TrainConfig
-from rewardkit.encoding import encode_training_pairs
+from rewardkit.encoding.families import input_template
+from rewardkit.encoding.store import TokenStore
+from rewardkit.encoding.templates import encode_both_answers
+from rewardkit.encoding.tokenizers import load_saved_tokenizer
 from rewardkit.errors import UserError
-from rewardkit.families import input_template
-from rewardkit.loading import load_saved_tokenizer
-from rewardkit.store import TokenStore
-from rewardkit.training import open_store
+from rewardkit.training.job import open_store
 from tests.conftest import easy_rows, prepare_stage_inputs, train_in_process, train_paths
 
 
@@ -29,16 +29,20 @@ def test_the_store_holds_exactly_the_ids_of_the_in_memory_encoding(tmp_path, tin
     from transformers import AutoConfig
 
     template = input_template(AutoConfig.from_pretrained(tiny_base), tokenizer)
-    expected = encode_training_pairs(tokenizer, rows, 64, template=template)
-    assert len(store) == len(expected) == 41  # the pair that became identical after truncation is left out
+    enc = encode_both_answers(tokenizer, rows, 64, template)
+    n = len(rows)
+    kept = [i for i in range(n) if enc.ids[i] != enc.ids[n + i]]
+    assert len(store) == len(kept) == 41  # the pair that became identical after truncation is left out
     ids, segments = store.sequences(range(len(store)))
-    assert [s.tolist() for s in ids] == expected.chosen + expected.rejected and segments is None
-    assert store.lengths().tolist() == expected.lengths().tolist()
-    assert store.margin.tolist() == expected.margin
-    assert {k: store.meta[k] for k in expected.counts} == expected.counts
+    assert [s.tolist() for s in ids] == [enc.ids[i] for i in kept] + [enc.ids[n + i] for i in kept]
+    assert segments is None
+    assert store.lengths().tolist() == [max(len(enc.ids[i]), len(enc.ids[n + i])) for i in kept]
+    assert store.margin.tolist() == [rows[i].get("margin", 0.0) for i in kept]
+    assert {k: store.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation")} == {
+        "pairs_read": 42, "pairs_used": 41, "identical_after_truncation": 1}
     columns = store.columns("id", "source", "row", "chosen_chars")
     assert columns["id"].tolist()[-1] == "long" and columns["source"].tolist()[-1] == "hand"
-    assert columns["row"].tolist() == expected.row_index and columns["chosen_chars"].iloc[0] == len(rows[0]["chosen"])
+    assert columns["row"].tolist() == kept and columns["chosen_chars"].iloc[0] == len(rows[0]["chosen"])
     assert isinstance(store.ids, np.memmap) and store.ids.dtype == np.int32  # 4 bytes a token, paged in on use
     assert store.meta["max_length"] == 64 and store.meta["input_kind"] == "text_pair"
     assert TokenStore(tmp_path / "data/tokens/eval").meta["pairs"] == 1  # eval keeps every pair
@@ -102,8 +106,8 @@ def test_validation_during_training_is_carved_from_the_training_split_by_prompt(
     import shutil
 
     from rewardkit.config import build
-    from rewardkit.distributed import Ranks
-    from rewardkit.training import carve_validation, train_reward_model
+    from rewardkit.training.distributed import Ranks
+    from rewardkit.training.job import carve_validation, train_reward_model
 
     rows = [dict(r, prompt=r["prompt"].replace("(case", f"(group {i % 25}) (case")) for i, r in
             enumerate(easy_rows(100))]  # 25 prompts of 4 pairs

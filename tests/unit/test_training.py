@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from rewardkit import checkpoint, optimization
 from rewardkit.errors import UserError
+from rewardkit.training import checkpoint
+from rewardkit.training import loop as optimization
 from tests.conftest import easy_rows, read_jsonl, train_in_process
 
 FAST = {"max_length": 96, "batch_size": 8, "epochs": 2, "lr": 3e-3, "warmup_ratio": 0.05, "checkpoint_every": 0}

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rewardkit import lines as line_io
-from rewardkit.checks import REASONS
 from rewardkit.config import ValidateConfig
+from rewardkit.data import lines as line_io
+from rewardkit.data.checks import REASONS
+from rewardkit.data.input_files import InputFile
+from rewardkit.data.validation import ValidateOutputs, validate_files
 from rewardkit.errors import UserError
-from rewardkit.input_files import InputFile
-from rewardkit.validation import ValidateOutputs, validate_files
 
 GOOD = {"prompt": "What is EBITDA?", "chosen": "Earnings before interest, taxes, depreciation and amortisation.",
         "rejected": "A kind of bank.", "id": "a1", "source": "hand", "margin": 0.5}

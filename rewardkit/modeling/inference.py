@@ -1,0 +1,56 @@
+"""Forward-only scoring of encoded sequences in length-sorted batches: evaluation, the training-set pass, scoring.
+
+On CPU the batches run on `torch.get_num_threads()` Python threads with one intra-op thread each, longest first:
+whole small batches in parallel beat one batch's small matmuls split over cores. Every batch is computed by one
+thread, so rewards are bit-identical whatever the number of cores. On CUDA the batches run one after another.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+import torch
+
+from rewardkit.modeling.batching import inference_batches, pad_batch
+from rewardkit.modeling.devices import autocast
+
+Model = Callable[..., torch.Tensor]  # (input_ids, attention_mask[, token_type_ids]) -> (N,) rewards
+
+
+def _score_batch(model: Model, sequences: list[list[int]], segments: list[int] | None, batch: np.ndarray,
+                 pad_id: int, device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(), autocast(device):  # both are thread-local: entered in the thread that scores
+        padded = pad_batch([sequences[i] for i in batch], pad_id,
+                           segments=None if segments is None else [segments[i] for i in batch])
+        return model(*padded.to(device)).float().cpu()
+
+
+def score_sequences(model: Model, sequences: list[list[int]], pad_id: int, batch_size: int,
+                    device: torch.device, progress=None, segments: list[int] | None = None) -> torch.Tensor:
+    """Rewards (float32, on CPU) of encoded sequences, in input order; `segments`: where each response starts,
+    for models with token types; `progress` (a tqdm bar) counts sequences."""
+    rewards = torch.empty(len(sequences), dtype=torch.float32)
+    batches = inference_batches([len(s) for s in sequences], batch_size, device)
+
+    def score(batch: np.ndarray) -> torch.Tensor:
+        return _score_batch(model, sequences, segments, batch, pad_id, device)
+
+    if device.type != "cpu":
+        _collect(rewards, batches, map(score, batches), progress)
+        return rewards
+    workers = max(1, min(torch.get_num_threads(), len(batches)))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="score", initializer=torch.set_num_threads, initargs=(1,))
+    try:  # set_num_threads is per thread (OpenMP's and MKL's settings are thread-local): the caller's is kept
+        results = pool.map(score, batches)
+        _collect(rewards, batches, results, progress)
+    finally:
+        pool.shutdown(cancel_futures=True)  # on Ctrl-C or an error the queued batches are dropped, not run
+    return rewards
+
+
+def _collect(rewards: torch.Tensor, batches: list[np.ndarray], results, progress) -> None:
+    for batch, out in zip(batches, results):
+        rewards[torch.from_numpy(batch)] = out
+        if progress is not None:
+            progress.update(len(batch))

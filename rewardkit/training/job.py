@@ -1,0 +1,193 @@
+"""The train stage's job: fine-tune a Bradley–Terry reward model on the training split's token store and write the
+artifact, the training metrics (one pass over the training pairs, or an even sample of train.stats_pairs of them,
+with the final weights) and the training curve."""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rewardkit.config import SCRATCH_BASES, ModelConfig, TrainConfig
+from rewardkit.data.splitting import eval_cutoff
+from rewardkit.encoding.families import input_template
+from rewardkit.encoding.store import PairSubset, TokenStore
+from rewardkit.encoding.templates import TRUNCATION_POLICY, PairTemplate
+from rewardkit.encoding.tokenizers import load_saved_tokenizer
+from rewardkit.errors import UserError
+from rewardkit.io import directory_sha256, file_sha256, round_floats, write_csv, write_json
+from rewardkit.modeling.artifact import save_artifact
+from rewardkit.modeling.devices import enable_tf32, resolve_device
+from rewardkit.modeling.inference import score_sequences
+from rewardkit.modeling.model import RewardModel, load_base
+from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
+from rewardkit.modeling.scratch import init_scratch_model
+from rewardkit.training import checkpoint, distributed, launcher
+from rewardkit.training.distributed import Ranks
+from rewardkit.training.loop import optimize
+from rewardkit.training.run_key import run_key
+
+CURVE_FIELDS = ["step", "epoch", "loss", "accuracy", "lr"]
+VALIDATION_FIELDS = ["step", "val_loss", "val_accuracy"]
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    store: Path
+    """The training split's token store (the tokenize stage's output)."""
+    tokenizer: Path
+    """The tokenizer the stores were made with."""
+    model_dir: Path
+    metrics: Path
+    curve: Path
+    validation_curve: Path
+    """CSV of the validation slice's loss and accuracy (train.eval_every; only the header when that is off)."""
+    scratch: Path
+    """Git-ignored working directory: scratch bases and resumable checkpoints."""
+
+
+def train_stage(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, entry_module: str,
+                argv: list[str]) -> int:
+    """Run training in this process, or, with nproc_per_node > 1 outside torchrun, relaunch `python -m
+    entry_module *argv` under torchrun; returns the exit code."""
+    device = resolve_device(cfg.device)  # before a relaunch: a bad device is reported once, not by every rank
+    if cfg.nproc_per_node > 1 and not distributed.under_torchrun():
+        return launcher.relaunch_under_torchrun(cfg.nproc_per_node, entry_module, argv, device)
+    enable_tf32(device)
+    ranks = distributed.setup(device)
+    if ranks.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+    try:
+        train_reward_model(paths, model_cfg, cfg, device, ranks)
+    except RuntimeError as e:
+        if ranks.world > 1 and distributed.lost_peer(e):
+            raise UserError(distributed.LOST_PEER) from None
+        raise
+    finally:
+        distributed.cleanup(ranks)
+    return 0
+
+
+def inputs_sha256(paths: TrainPaths, model_cfg: ModelConfig) -> str:
+    """What the training data and the base are, for the checkpoint key: the store's description (the split's hash,
+    the tokenizer's, the encoding) and, for a local base directory, its files."""
+    parts = [file_sha256(paths.store / "store.json")]
+    if os.path.isdir(model_cfg.name):
+        parts.append(directory_sha256(model_cfg.name))
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()
+
+
+def open_store(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig) -> TokenStore:
+    """The training store, checked against the params it must have been made with."""
+    store = TokenStore(paths.store, use_margin=cfg.use_margin)
+    made = store.meta
+    if (made["base_model"], made["max_length"]) != (model_cfg.name, cfg.max_length):
+        raise UserError(f"{paths.store} was tokenized for model.name={made['base_model']}, train.max_length="
+                        f"{made['max_length']}, not {model_cfg.name} and {cfg.max_length}: run `dvc repro tokenize`")
+    if not len(store):
+        raise UserError(f"no pair is left to train on: all {made['pairs_read']} training pairs became identical "
+                        f"after truncation to train.max_length={cfg.max_length}; raise train.max_length")
+    return store
+
+
+def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
+                       ranks: Ranks) -> None:
+    pairs = open_store(paths, model_cfg, cfg)
+    key = run_key(inputs_sha256(paths, model_cfg), model_cfg, cfg)
+    if model_cfg.name in SCRATCH_BASES:  # random init for the tokenizer trained on the training split
+        base_dir = paths.scratch / "base" / key
+        if ranks.is_main:
+            init_scratch_model(model_cfg.name, paths.tokenizer, base_dir, cfg.seed)
+        distributed.barrier(ranks)
+        model, tokenizer = load_base(str(base_dir), model_cfg.pooling, cfg.seed)
+    else:
+        tokenizer = load_saved_tokenizer(str(paths.tokenizer))
+        model, tokenizer = load_base(model_cfg.name, model_cfg.pooling, cfg.seed, tokenizer)
+    model.to(device)
+    template = input_template(model.hf.config, tokenizer)
+    counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",
+                                         "prompt_truncated", "response_truncated")}
+    if ranks.is_main:
+        print(f"training on {len(pairs)} pairs ({counts}) on {device} x{ranks.world}", file=sys.stderr)
+    ckpt_dir = paths.scratch / "train" / key
+    training, validation = carve_validation(pairs, cfg)
+    validate = None if validation is None else (
+        lambda: validation_metrics(model, validation, tokenizer.pad_token_id, 4 * cfg.batch_size, device))
+    curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate)
+    if ranks.is_main:
+        write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device,
+                      {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})})
+        checkpoint.remove(ckpt_dir)
+    # no barrier here: the other ranks may exit while rank 0 scores and saves, which on a large training set
+    # can outlast NCCL's 10-minute collective timeout
+
+
+def carve_validation(pairs: TokenStore, cfg: TrainConfig) -> tuple[TokenStore | PairSubset, PairSubset | None]:
+    """(training pairs, validation pairs): with train.eval_every, about train.validation_fraction of the training
+    split's pairs, whole prompts at a time (the prompts with the smallest keys), are kept out of training to
+    validate on; without it, every pair is trained on. The eval split plays no part."""
+    if not cfg.eval_every:
+        return pairs, None
+    keys = pairs.columns("prompt_key")["prompt_key"].to_numpy(np.int64).view(np.uint64)
+    if len(np.unique(keys)) < 2:
+        raise UserError("train.eval_every needs at least two distinct training prompts to carve a validation slice")
+    in_validation = keys <= eval_cutoff(keys, cfg.validation_fraction)
+    return PairSubset(pairs, np.flatnonzero(~in_validation)), PairSubset(pairs, np.flatnonzero(in_validation))
+
+
+def validation_metrics(model: RewardModel, pairs: PairSubset, pad_id: int, batch_size: int,
+                       device: torch.device) -> dict:
+    """{"val_loss", "val_accuracy"} of the validation pairs with the current weights."""
+    n = len(pairs)
+    sequences, segments = pairs.sequences(range(n))
+    rewards = score_sequences(model, sequences, pad_id, batch_size, device, segments=segments)
+    margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32))
+    return {"val_loss": bt_loss_per_pair(rewards[:n], rewards[n:], margin).mean().item(),
+            "val_accuracy": pair_correct(rewards[:n], rewards[n:]).mean().item()}
+
+
+def stats_sample(n: int, limit: int) -> np.ndarray:
+    """All pair indices when n <= limit, else `limit` of them evenly spaced (deterministic)."""
+    return np.arange(n) if n <= limit else np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+
+
+def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: PairTemplate, pairs: TokenStore,
+                  curve: list[dict], model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
+                  counts: dict) -> None:
+    """Score the training pairs (or a sample) with the final weights, then write the artifact, the curve and the
+    metrics."""
+    model.eval()
+    picked = stats_sample(len(pairs), cfg.stats_pairs)
+    sequences, segments = pairs.sequences(picked)
+    rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
+                              segments=segments)
+    n = len(picked)
+    chosen, rejected = rewards[:n], rewards[n:]
+    margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32)[picked])
+    train_loss = bt_loss_per_pair(chosen, rejected, margin).mean().item()
+    meta = {"base_model": model_cfg.name, "pooling": model_cfg.pooling, "max_length": cfg.max_length,
+            "truncation": TRUNCATION_POLICY, "input_format": template.recipe, "input_kind": template.kind,
+            "segment_ids": template.segment_ids, "model_type": model.hf.config.model_type,
+            "rendering": pairs.meta["rendering"], "tokenizer_sha256": pairs.meta["tokenizer_sha256"],
+            "data_sha256": pairs.meta["source_sha256"], "reward_mean": rewards.mean().item(),
+            "reward_std": rewards.std().item()}
+    save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8))
+    write_csv(paths.curve, round_floats(curve, 8), CURVE_FIELDS)
+    validation = [r for r in curve if "val_loss" in r]
+    write_csv(paths.validation_curve, round_floats(validation, 8), VALIDATION_FIELDS)
+    metrics = {"train_loss": train_loss, "train_accuracy": pair_correct(chosen, rejected).mean().item(),
+               "last_step_loss": curve[-1]["loss"], "steps": len(curve), "epochs": cfg.epochs,
+               "reward_mean": meta["reward_mean"], "reward_std": meta["reward_std"], **counts}
+    if cfg.max_steps:
+        metrics["max_steps"] = cfg.max_steps  # the run may have stopped before train.epochs
+    if validation:
+        best = min(validation, key=lambda r: (r["val_loss"], r["step"]))
+        metrics.update(best_validation_step=best["step"], best_validation_loss=best["val_loss"],
+                       best_validation_accuracy=best["val_accuracy"])
+    if n < len(pairs):
+        metrics["stats_pairs"] = n  # train_loss/accuracy and reward statistics from this many pairs
+    write_json(paths.metrics, round_floats(metrics))
