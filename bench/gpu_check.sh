@@ -2,7 +2,7 @@
 # GPU readiness check in one command (what it runs: bench/gpu_check.py's docstring).
 #   bash bench/gpu_check.sh [--device cuda|cpu] [--quick] [--out DIR]
 # On the lent GPU machine its own python3 runs it (torch and transformers preinstalled); TRL and the pieces of
-# `datasets` it lacks travel as wheels in .whl/ (git-ignored; how to fill it: README, "GPU use") and are installed
+# `datasets` it lacks travel as wheels in .whl/ (git-ignored; how to fill it: docs/gpu.md) and are installed
 # into /tmp/gpu_check_site, without network. Here the project's .venv runs it when there is one.
 set -euo pipefail
 cd "$(dirname "$0")/.."

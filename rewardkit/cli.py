@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 
-def parse_paths(prog: str, doc: str, paths: dict[str, str], argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse required `--<name> PATH` options, one per entry of `paths` ({name: help}); underscores in a name
+def path_parser(prog: str, doc: str, paths: dict[str, str]) -> argparse.ArgumentParser:
+    """A parser of required `--<name> PATH` options, one per entry of `paths` ({name: help}); underscores in a name
     are dashes on the command line. The first line of `doc` is the description."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.strip().splitlines()[0])
     for name, text in paths.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=Path, required=True, help=text)
-    return parser.parse_args(argv)
+    return parser

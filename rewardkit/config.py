@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rewardkit.params import Section, build, load  # noqa: F401  (the stages load their sections from here)
+from rewardkit.params import Section, at_least, build, load, one_of, within  # noqa: F401  (stages load from here)
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,7 @@ class ValidateConfig(Section):
     """The stage fails when more than this fraction of the lines read is rejected."""
 
     def check(self) -> list[str]:
-        out = []
-        if self.max_line_bytes < 16:
-            out.append(f"max_line_bytes: must be at least 16, got {self.max_line_bytes}")
-        if not 0 <= self.max_reject_fraction <= 1:
-            out.append(f"max_reject_fraction: must be in [0, 1], got {self.max_reject_fraction}")
-        return out
+        return [*at_least(self, 16, "max_line_bytes"), *within(self, "max_reject_fraction", 0, 1)]
 
 
 @dataclass(frozen=True)
@@ -51,9 +46,7 @@ class SplitConfig(Section):
     """Key of the prompt hash: another seed gives another (equally stable) split."""
 
     def check(self) -> list[str]:
-        if not 0 < self.eval_fraction < 1:
-            return [f"eval_fraction: must be strictly between 0 and 1, got {self.eval_fraction}"]
-        return []
+        return within(self, "eval_fraction", 0, 1, "()")
 
 
 POOLINGS = ("cls", "mean")
@@ -76,13 +69,8 @@ class ModelConfig(Section):
     `User: …\nAssistant:` template) or plain."""
 
     def check(self) -> list[str]:
-        out = []
-        if self.pooling not in POOLINGS:
-            out.append(f"pooling: must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        if self.chat_template not in ("auto", "plain"):
-            out.append(f"chat_template: must be auto or plain, got {self.chat_template!r}")
-        if self.scratch_vocab_size < 300:
-            out.append(f"scratch_vocab_size: must be at least 300, got {self.scratch_vocab_size}")
+        out = [*one_of(self, "pooling", POOLINGS), *one_of(self, "chat_template", ("auto", "plain")),
+               *at_least(self, 300, "scratch_vocab_size")]
         if not self.name.strip():
             out.append("name: must not be empty")
         elif self.name not in SCRATCH_BASES and not os.path.isdir(self.name) and not _looks_like_hub_id(self.name):
@@ -147,32 +135,18 @@ class TrainConfig(Section):
     def check(self) -> list[str]:
         from transformers.trainer_utils import SchedulerType
 
-        out = []
-        for key in ("max_length", "batch_size", "grad_accum_steps", "epochs", "nproc_per_node"):
-            if getattr(self, key) < 1:
-                out.append(f"{key}: must be at least 1, got {getattr(self, key)}")
-        if self.max_length < 8:
-            out.append(f"max_length: must be at least 8, got {self.max_length}")
-        if self.batch_size % (self.nproc_per_node * self.grad_accum_steps):
+        out = [*at_least(self, 8, "max_length"), *at_least(self, 1, "batch_size", "grad_accum_steps", "epochs",
+                                                             "nproc_per_node"),
+               *at_least(self, 0, "weight_decay", "max_grad_norm", "center_rewards_coef", "checkpoint_every",
+                         "max_steps", "stats_pairs", "eval_every"),
+               *within(self, "validation_fraction", 0, 1, "()"), *within(self, "warmup_ratio", 0, 1, "[)"),
+               *one_of(self, "scheduler", [s.value for s in SchedulerType]),
+               *one_of(self, "device", ("auto", "cpu", "cuda"))]
+        if self.batch_size % max(1, self.nproc_per_node * self.grad_accum_steps):
             out.append(f"batch_size: {self.batch_size} pairs cannot be split evenly over nproc_per_node="
                        f"{self.nproc_per_node} x grad_accum_steps={self.grad_accum_steps}")
         if not self.lr > 0:
             out.append(f"lr: must be positive, got {self.lr}")
-        for key in ("weight_decay", "max_grad_norm", "center_rewards_coef", "checkpoint_every", "max_steps",
-                    "stats_pairs"):
-            if getattr(self, key) < 0:
-                out.append(f"{key}: must not be negative, got {getattr(self, key)}")
-        if not 0 < self.validation_fraction < 1:
-            out.append(f"validation_fraction: must be strictly between 0 and 1, got {self.validation_fraction}")
-        if self.eval_every < 0:
-            out.append(f"eval_every: must not be negative, got {self.eval_every}")
-        if not 0 <= self.warmup_ratio < 1:
-            out.append(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
-        names = [s.value for s in SchedulerType]
-        if self.scheduler not in names:
-            out.append(f"scheduler: must be one of {', '.join(names)}, got {self.scheduler!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            out.append(f"device: must be auto, cpu or cuda, got {self.device!r}")
         return out
 
 
@@ -188,11 +162,6 @@ class EvaluateConfig(Section):
     scored and reported under extra_sets.<name> in metrics/eval.json."""
 
     def check(self) -> list[str]:
-        out = []
-        if self.batch_size < 1:
-            out.append(f"batch_size: must be at least 1, got {self.batch_size}")
-        if not 2 <= self.calibration_bins <= 100:
-            out.append(f"calibration_bins: must be in [2, 100], got {self.calibration_bins}")
-        return out
+        return [*at_least(self, 1, "batch_size"), *within(self, "calibration_bins", 2, 100)]
 
 

@@ -68,6 +68,24 @@ class Section:
 S = TypeVar("S", bound=Section)
 
 
+# Range rules for `check()`: each returns the problems it finds, as "key: what is wrong, got value" strings.
+def at_least(cfg: Section, low: float, *keys: str) -> list[str]:
+    return [f"{key}: must be at least {low}, got {getattr(cfg, key)}" for key in keys if getattr(cfg, key) < low]
+
+
+def within(cfg: Section, key: str, low: float, high: float, interval: str = "[]") -> list[str]:
+    """`interval` says which ends are included: "[]", "[)", "(]" or "()"."""
+    value = getattr(cfg, key)
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[1] == "]" else value < high
+    return [] if above and below else [f"{key}: must be in {interval[0]}{low}, {high}{interval[1]}, got {value}"]
+
+
+def one_of(cfg: Section, key: str, choices: tuple | list) -> list[str]:
+    value = getattr(cfg, key)
+    return [] if value in choices else [f"{key}: must be one of {', '.join(map(str, choices))}, got {value!r}"]
+
+
 def load_params(path: str | Path = PARAMS_FILE) -> dict:
     try:
         with open(path, encoding="utf-8") as f:

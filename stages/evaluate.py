@@ -2,11 +2,13 @@
 pairs and the extra evaluation sets; then the released model with its card."""
 from __future__ import annotations
 
+import argparse
+
 from rewardkit.allocator import bound_malloc_arenas
 
 bound_malloc_arenas()  # first, before torch starts a thread (rewardkit.allocator says why)
 
-from rewardkit.cli import parse_paths  # noqa: E402
+from rewardkit.cli import path_parser  # noqa: E402
 from rewardkit.config import EvaluateConfig, ValidateConfig, load  # noqa: E402
 from rewardkit.errors import run_main  # noqa: E402
 from rewardkit.evaluation.job import EvaluatePaths, evaluate_model  # noqa: E402
@@ -19,8 +21,12 @@ PATHS = {"store": "token store of the held-out pairs", "model": "trained reward 
          "extra_out": "directory for the extra sets' validated rows and token stores"}
 
 
+def parser() -> argparse.ArgumentParser:
+    return path_parser("python -m stages.evaluate", __doc__, PATHS)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parse_paths("python -m stages.evaluate", __doc__, PATHS, argv)
+    args = parser().parse_args(argv)
     paths = EvaluatePaths(args.store, args.model, args.release, args.scores, args.metrics, args.histogram,
                           args.calibration, args.groups, args.extra_dir, args.extra_out)
     evaluate_model(paths, load(EvaluateConfig), load(ValidateConfig))

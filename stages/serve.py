@@ -18,7 +18,7 @@ from rewardkit.serving.config import ServeConfig, read_key_file
 from rewardkit.serving.runner import serve
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m stages.serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=Path("models/reward_model"), help="trained reward model directory")
@@ -37,11 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain-timeout-s", type=float, default=60.0, help="on SIGTERM, how long in-flight requests "
                                                                        "may take (default 60)")
     p.add_argument("--device", default="auto", help="auto (cuda when visible), cpu, cuda or cuda:N")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = parser().parse_args(argv)
     key = read_key_file(args.api_key_file) if args.api_key_file else None
     serve(ServeConfig(model=args.model, host=args.host, port=args.port, api_key=key,
                       max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_pairs=args.max_pairs,

@@ -11,10 +11,14 @@ from rewardkit.errors import run_main
 from rewardkit.evaluation.summary import summary_lines
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m stages.summary", description=__doc__.splitlines()[0])
+    p.add_argument("--metrics", type=Path, default=Path("metrics"), help="the metrics directory")
+    return p
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.summary", description=__doc__.splitlines()[0])
-    parser.add_argument("--metrics", type=Path, default=Path("metrics"), help="the metrics directory")
-    print("\n".join(summary_lines(parser.parse_args(argv).metrics)))
+    print("\n".join(summary_lines(parser().parse_args(argv).metrics)))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 they were made with (a scratch base's is trained here, on the training split)."""
 from __future__ import annotations
 
-from rewardkit.cli import parse_paths
+import argparse
+
+from rewardkit.cli import path_parser
 from rewardkit.config import ModelConfig, TrainConfig, load
 from rewardkit.encoding.tokenization import TokenizePaths, tokenize_splits
 from rewardkit.errors import run_main
@@ -13,8 +15,12 @@ PATHS = {"train": "JSONL of the training pairs", "eval": "JSONL of the held-out 
          "tokenizer": "directory to save the tokenizer the stores were made with"}
 
 
+def parser() -> argparse.ArgumentParser:
+    return path_parser("python -m stages.tokenize", __doc__, PATHS)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parse_paths("python -m stages.tokenize", __doc__, PATHS, argv)
+    args = parser().parse_args(argv)
     paths = TokenizePaths(args.train, args.eval, args.train_store, args.eval_store, args.tokenizer)
     tokenize_splits(paths, load(ModelConfig), load(TrainConfig))
 

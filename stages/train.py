@@ -2,13 +2,14 @@
 train.nproc_per_node > 1)."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 from rewardkit.allocator import bound_malloc_arenas
 
 bound_malloc_arenas()  # first, before torch starts a thread (rewardkit.allocator says why)
 
-from rewardkit.cli import parse_paths  # noqa: E402
+from rewardkit.cli import path_parser  # noqa: E402
 from rewardkit.config import ModelConfig, TrainConfig, load  # noqa: E402
 from rewardkit.errors import run_main  # noqa: E402
 from rewardkit.training.job import TrainPaths, train_stage  # noqa: E402
@@ -20,9 +21,13 @@ PATHS = {"store": "token store of the training pairs", "tokenizer": "the tokeniz
          "scratch": "git-ignored directory for scratch bases and resumable checkpoints"}
 
 
+def parser() -> argparse.ArgumentParser:
+    return path_parser("python -m stages.train", __doc__, PATHS)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_paths("python -m stages.train", __doc__, PATHS, argv)
+    args = parser().parse_args(argv)
     paths = TrainPaths(args.store, args.tokenizer, args.model, args.metrics, args.curve, args.validation_curve,
                        args.scratch)
     code = train_stage(paths, load(ModelConfig), load(TrainConfig), "stages.train", argv)

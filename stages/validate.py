@@ -1,7 +1,9 @@
 """validate stage: every row of the data.path files kept or rejected with its file, row number and reason."""
 from __future__ import annotations
 
-from rewardkit.cli import parse_paths
+import argparse
+
+from rewardkit.cli import path_parser
 from rewardkit.config import DataConfig, ValidateConfig, load
 from rewardkit.data.readers import data_files
 from rewardkit.data.validation import ValidateOutputs, validate_files
@@ -11,8 +13,12 @@ PATHS = {"validated": "JSONL of the kept lines", "rejects": "JSONL of one record
          "metrics": "JSON of the counts"}
 
 
+def parser() -> argparse.ArgumentParser:
+    return path_parser("python -m stages.validate", __doc__, PATHS)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parse_paths("python -m stages.validate", __doc__, PATHS, argv)
+    args = parser().parse_args(argv)
     data, cfg = load(DataConfig), load(ValidateConfig)
     files = data_files(data.path, data.dir)
     validate_files(files, ValidateOutputs(args.validated, args.rejects, args.metrics), cfg)

@@ -156,6 +156,32 @@ def top_reasons(counts: Counter, k: int = 3) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in counts.most_common(k) if n)
 
 
+def failure_message(counts: Counter, lines_read: int, kept: int, where: str, out: ValidateOutputs,
+                    cfg: ValidateConfig) -> str | None:
+    """Why the stage fails (no row kept, or more rejected than validate.max_reject_fraction), or None."""
+    rejected = lines_read - kept
+    if kept == 0:
+        return (f"no valid pairs in {where}: all {lines_read} lines rejected, see {out.rejects}; "
+                f"top reasons: {top_reasons(counts)}")
+    if rejected / lines_read > cfg.max_reject_fraction:
+        return (f"{rejected} of {lines_read} lines of {where} rejected: reject fraction {rejected / lines_read:.4f} "
+                f"> validate.max_reject_fraction {cfg.max_reject_fraction}; top reasons: {top_reasons(counts)}; "
+                f"see {out.rejects}")
+    return None
+
+
+def validate_metrics(sources: list[InputFile], codes: np.ndarray, starts: np.ndarray, counts: Counter) -> dict:
+    """metrics/validate.json: rows read = kept + rejected, each reason's count, the format, and per file the same."""
+    lines_read, kept = len(codes), int((codes == OK).sum())
+    return round_floats({"lines_read": lines_read, "kept": kept, "rejected": lines_read - kept,
+                         "rejected_by_reason": dict(counts), "reject_fraction": (lines_read - kept) / lines_read,
+                         "format": sources[0].format if len({s.format for s in sources}) == 1 else "mixed",
+                         "files": [{"path": str(s.path), "kind": s.kind, "format": s.format,
+                                    "lines_read": int(starts[k + 1] - starts[k]),
+                                    "kept": int((codes[starts[k]:starts[k + 1]] == OK).sum())}
+                                   for k, s in enumerate(sources)]})
+
+
 def validate_files(paths: Path | list[Path], out: ValidateOutputs, cfg: ValidateConfig,
                    workers: int | None = None) -> dict:
     """Validate the files into `out`; returns the metrics. Raises a UserError (after writing the rejects and the
@@ -181,15 +207,7 @@ def validate_files(paths: Path | list[Path], out: ValidateOutputs, cfg: Validate
     by_code = np.bincount(codes, minlength=len(REASONS) + 1)
     counts = Counter({reason: int(by_code[CODE[reason]]) for reason in REASONS})
     kept, rejected = int(by_code[OK]), lines_read - int(by_code[OK])
-    fraction = rejected / lines_read
-    failure = None
-    if kept == 0:
-        failure = (f"no valid pairs in {where}: all {lines_read} lines rejected, see {out.rejects}; "
-                   f"top reasons: {top_reasons(counts)}")
-    elif fraction > cfg.max_reject_fraction:
-        failure = (f"{rejected} of {lines_read} lines of {where} rejected: reject fraction {fraction:.4f} > "
-                   f"validate.max_reject_fraction {cfg.max_reject_fraction}; top reasons: {top_reasons(counts)}; "
-                   f"see {out.rejects}")
+    failure = failure_message(counts, lines_read, kept, where, out, cfg)
 
     def write_rows(kept_file: BinaryIO | None, rejects: BinaryIO) -> None:
         for k, source in enumerate(sources):
@@ -204,13 +222,7 @@ def validate_files(paths: Path | list[Path], out: ValidateOutputs, cfg: Validate
         else:
             with atomic_path(out.validated) as kept_tmp, open(kept_tmp, "wb", buffering=CHUNK) as kept_file:
                 write_rows(kept_file, rejects)
-    metrics = round_floats({"lines_read": lines_read, "kept": kept, "rejected": rejected,
-                            "rejected_by_reason": dict(counts), "reject_fraction": fraction,
-                            "format": sources[0].format if len({s.format for s in sources}) == 1 else "mixed",
-                            "files": [{"path": str(s.path), "kind": s.kind, "format": s.format,
-                                       "lines_read": int(starts[k + 1] - starts[k]),
-                                       "kept": int((codes[starts[k]:starts[k + 1]] == OK).sum())}
-                                      for k, s in enumerate(sources)]})
+    metrics = validate_metrics(sources, codes, starts, counts)
     write_json(out.metrics, metrics)
     if failure:
         raise UserError(failure)

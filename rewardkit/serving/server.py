@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
@@ -69,14 +69,24 @@ def create_app(service: ScoringService) -> MetricsMiddleware:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"}, exc.status_code)
 
-    @app.post("/score")
+    app.include_router(scoring_routes(service))
+    app.include_router(status_routes(service))
+    guarded = Guard(app, service.cfg.api_key, service.cfg.max_body_bytes, lambda: service.draining)
+    return MetricsMiddleware(guarded, service.metrics)
+
+
+def scoring_routes(service: ScoringService) -> APIRouter:
+    """POST /score, /score_pairs and OpenRLHF's /get_reward."""
+    router = APIRouter()
+
+    @router.post("/score")
     async def score(request: Request) -> JSONResponse:
         body = await _parse(request, ScoreRequest)
         service.check_size(len(body.responses), "responses")
         prompts = body.prompt if body.prompts is None else body.prompts
         return JSONResponse({"rewards": await service.rewards(prompts, body.responses, body.normalize)})
 
-    @app.post("/score_pairs")
+    @router.post("/score_pairs")
     async def score_pairs(request: Request) -> JSONResponse:
         body = await _parse(request, PairsRequest)
         service.check_size(len(body.pairs), "pairs")
@@ -85,11 +95,10 @@ def create_app(service: ScoringService) -> MetricsMiddleware:
         rewards = await service.rewards(prompts + prompts, responses, body.normalize)
         n = len(body.pairs)
         service.metrics.pairs.inc(n)
-        return JSONResponse({"pairs": [{"reward_chosen": c, "reward_rejected": r,
-                                        "preferred": preferred(c, r)}
+        return JSONResponse({"pairs": [{"reward_chosen": c, "reward_rejected": r, "preferred": preferred(c, r)}
                                        for c, r in zip(rewards[:n], rewards[n:])]})
 
-    @app.post("/get_reward")
+    @router.post("/get_reward")
     async def get_reward(request: Request) -> JSONResponse:
         body = await _parse(request, OpenRLHFRequest)
         if not body.query:
@@ -102,16 +111,22 @@ def create_app(service: ScoringService) -> MetricsMiddleware:
         rewards = await service.rewards(body.prompts, responses, normalize in ("true", "1"))
         return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": {}})
 
-    @app.get("/health")
+    return router
+
+
+def status_routes(service: ScoringService) -> APIRouter:
+    """GET /health (no key needed) and /metrics."""
+    router = APIRouter()
+
+    @router.get("/health")
     async def health() -> JSONResponse:
         if service.draining:
             return JSONResponse({"status": "draining"}, 503)
         return JSONResponse({"status": "ok", "model": str(service.cfg.model), "device": str(service.scorer.device)})
 
-    @app.get("/metrics")
+    @router.get("/metrics")
     async def metrics(request: Request) -> Response:
         body, content_type = service.metrics.render(request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
-    guarded = Guard(app, service.cfg.api_key, service.cfg.max_body_bytes, lambda: service.draining)
-    return MetricsMiddleware(guarded, service.metrics)
+    return router

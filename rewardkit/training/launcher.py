@@ -1,7 +1,7 @@
 """Single-node DDP from one command: `train.nproc_per_node > 1` makes the train stage run torchrun's agent inside
 itself (`--standalone`: the rendezvous store takes a free port from the OS, so concurrent runs do not collide), so
-`dvc repro` stays the one command. For several nodes, run torchrun yourself with its rendezvous flags (README,
-"Multi-GPU and multi-node training"); a process started by torchrun is never relaunched.
+`dvc repro` stays the one command. For several nodes, run torchrun yourself with its rendezvous flags
+(docs/distributed.md); a process started by torchrun is never relaunched.
 """
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def test_validate_bad_params_name_the_key(tmp_path: Path) -> None:
 def test_split_rejects_a_fraction_outside_0_1(tmp_path: Path, eval_fraction: float) -> None:
     write_params(tmp_path, {"split": {"eval_fraction": eval_fraction}})
     write_jsonl(tmp_path / "data/validated.jsonl", easy_rows(20))
-    assert_fails(run_stage(tmp_path, "split"), "split.eval_fraction", "strictly between 0 and 1")
+    assert_fails(run_stage(tmp_path, "split"), "split.eval_fraction", "must be in (0, 1)")
 
 
 def test_split_guard_message(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def runs(tiny_base, tmp_path_factory) -> dict:
     project = tmp_path_factory.mktemp("edited-project")  # the code as it is after an edit of a training module
     for package in ("rewardkit", "stages"):
         shutil.copytree(REPO_ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(project / "rewardkit" / "losses.py", "a", encoding="utf-8") as f:
+    with open(project / "rewardkit" / "modeling" / "objective.py", "a", encoding="utf-8") as f:
         f.write("\n# an edit: the checkpoint key must change with it\n")
     jobs = {"resumed1": (fresh["stopped1"], {}), "flipped": (fresh["stopped2"], {}),
             "truncated": (copies["truncated"], {}), "edited": (copies["edited"], {"pythonpath": project})}

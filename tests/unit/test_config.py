@@ -15,7 +15,7 @@ from rewardkit.errors import UserError
     (ModelConfig, {"pooling": "max"}, ["model.pooling", "cls, mean"]),
     (ModelConfig, {"name": "./no/such/dir"}, ["model.name", "neither a local directory"]),
     (ModelConfig, {"name": "not a model id!"}, ["model.name", "hub id"]),
-    (SplitConfig, {"eval_fraction": 0}, ["split.eval_fraction", "strictly between 0 and 1"]),
+    (SplitConfig, {"eval_fraction": 0}, ["split.eval_fraction", "must be in (0, 1)"]),
     (SplitConfig, {"eval_fraction": 1}, ["split.eval_fraction"]),
     (SplitConfig, {"eval_fraction": 1.5}, ["split.eval_fraction"]),
     (ValidateConfig, {"max_reject_fractoin": 0.1}, ["unknown key", "validate.max_reject_fractoin"]),
