@@ -39,13 +39,16 @@ class RewardModel(nn.Module):
         self.fast_bert = fast and pooling == "cls" and fast_bert.supports(hf_model)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None, lengths: list[int] | None = None) -> torch.Tensor:
+        """`lengths`: each row's real tokens when the caller right-padded the rows itself (`pad_batch`); the fast
+        forwards then plan from them and read nothing back from the device (else they check the mask: a sync)."""
         # compiled graphs keep transformers' static-shape forward (fast_deberta's packing is data-dependent)
-        if (self.fast and token_type_ids is None and not torch.compiler.is_compiling()
-                and fast_deberta.right_padded(attention_mask)):
-            return fast_deberta.rewards(self.hf, input_ids, attention_mask, self.pooling)
-        if self.fast_bert and not torch.compiler.is_compiling() and fast_deberta.right_padded(attention_mask):
-            return fast_bert.rewards(self.hf, input_ids, attention_mask, token_type_ids)
+        packed = not torch.compiler.is_compiling() and (self.fast or self.fast_bert) and (
+            lengths is not None or fast_deberta.right_padded(attention_mask))
+        if packed and self.fast and token_type_ids is None:
+            return fast_deberta.rewards(self.hf, input_ids, attention_mask, self.pooling, lengths)
+        if packed and self.fast_bert:
+            return fast_bert.rewards(self.hf, input_ids, attention_mask, token_type_ids, lengths)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids

@@ -22,7 +22,7 @@ from rewardkit.config import TrainConfig
 from rewardkit.encoding.store import PairSubset, TokenStore
 from rewardkit.errors import UserError
 from rewardkit.modeling.batching import length_grouped_batches, pad_batch
-from rewardkit.modeling.devices import autocast
+from rewardkit.modeling.devices import autocast, to_device
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.training import checkpoint, distributed, preemption
 from rewardkit.training.distributed import Ranks
@@ -142,9 +142,13 @@ def batches_from(lengths: np.ndarray, cfg: TrainConfig, total: int, done: int) -
 def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: torch.Tensor, cfg: TrainConfig,
                          device: torch.device, ranks: Ranks, pad_id: int) -> tuple[torch.Tensor, int]:
     """Forward and backward over this rank's micro-batches of one step's batch. Returns this rank's (loss sum,
-    correct pairs) as a float64 CPU tensor, and the real tokens its forwards read."""
+    correct pairs) as a float64 tensor on `device`, and the real tokens its forwards read.
+
+    Nothing is read back from the device here: the sums stay on it (read once per step, in `optimizer_step`), the
+    fast forwards get each row's length from the host, and inputs travel from pinned memory without a sync, so the
+    host queues the next micro-step while the GPU runs this one."""
     multiple = 64 if cfg.compile else 8  # fixed length buckets bound torch.compile's recompiles
-    sums, tokens = torch.zeros(2, dtype=torch.float64), 0
+    sums, tokens = torch.zeros(2, dtype=torch.float64, device=device), 0
     micro = np.array_split(batch, ranks.world * cfg.grad_accum_steps)[ranks.rank * cfg.grad_accum_steps:
                                                                        (ranks.rank + 1) * cfg.grad_accum_steps]
     for k, mb in enumerate(micro):
@@ -154,27 +158,32 @@ def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: 
         weight = ranks.world / len(batch) if len(mb) else 0.0
         mb = mb if len(mb) else batch[:1]
         sequences, segments = pairs.sequences(mb)
-        tokens += sum(map(len, sequences))
+        lengths = [len(s) for s in sequences]
+        tokens += sum(lengths)
         inputs = pad_batch(sequences, pad_id, multiple, segments).to(device)
+        # compiled graphs would guard on (and recompile for) the list's values; they read no lengths anyway
+        known = {} if cfg.compile else {"lengths": lengths}
         sync = nullcontext() if k == len(micro) - 1 or ranks.world == 1 else ddp.no_sync()
         with sync:
             with autocast(device):
-                rewards = forward(*inputs).float()  # (2b,): chosen then rejected
+                rewards = forward(*inputs, **known).float()  # (2b,): chosen then rejected
             chosen, rejected = rewards[:len(mb)], rewards[len(mb):]
-            per_pair = bt_loss_per_pair(chosen, rejected, margin[mb].to(device), cfg.center_rewards_coef)
+            per_pair = bt_loss_per_pair(chosen, rejected, to_device(margin[mb], device), cfg.center_rewards_coef)
             (per_pair.sum() * weight).backward()
         if weight:
-            sums += torch.stack([per_pair.detach().sum(), pair_correct(chosen, rejected).sum()]).cpu()
+            sums += torch.stack([per_pair.detach().sum(), pair_correct(chosen, rejected).sum()])
     return sums, tokens
 
 
 def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: TrainConfig, device: torch.device,
                    ranks: Ranks) -> dict:
     """Clip the gradient, stop on a non-finite loss or gradient, take the step. Returns the step's curve values:
-    loss and accuracy over the global batch, and the learning rate it used."""
+    loss and accuracy over the global batch, and the learning rate it used. The step's one read of the device:
+    (loss sum, correct pairs, gradient norm) together, which the divergence check needs before the step."""
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.max_grad_norm or float("inf"))
-    loss_sum, correct = distributed.all_reduce_sum(sums, ranks).tolist()
-    loss, grad_norm = loss_sum / n_pairs, float(grad_norm)
+    reduced = distributed.all_reduce_sum(sums, ranks)  # on the device: NCCL reduces CUDA tensors in place
+    loss_sum, correct, grad_norm = torch.cat([reduced, grad_norm.detach().double().view(1)]).tolist()
+    loss = loss_sum / n_pairs
     if not (np.isfinite(loss) and np.isfinite(grad_norm)):
         raise diverged(state.step + 1, loss, grad_norm, cfg, device)
     lr = state.scheduler.get_last_lr()[0]
