@@ -1,5 +1,8 @@
-"""Device and precision, decided when a stage or the scorer starts (never at import)."""
+"""Device and precision, decided when a stage or the scorer starts (never at import). The decisions that depend on
+the kind of device (CUDA or CPU) are made here, so they can be reviewed at once."""
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import torch
 
@@ -20,12 +23,32 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA GPUs that have bf16 (Ampere and later; older ones run fp32 with TF32 where they can);
-    fp32 on CPU (bf16 matmuls are far slower than fp32 on CPUs without AMX)."""
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively. CUDA: compute capability >= 8.0 (Ampere and later); V100 and T4
+    only emulate bf16, though `torch.cuda.is_bf16_supported()` says True there."""
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.cuda.is_bf16_supported())
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    return False
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA GPUs with native bf16 (older ones run fp32 with TF32 where they can); fp32 on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=native_bf16(device))
     return torch.autocast("cpu", enabled=False)
+
+
+def no_autocast(device: torch.device):
+    """Autocast off for `device`'s kind: what runs inside computes in its inputs' dtype (the score head, in fp32)."""
+    return torch.autocast(device.type, enabled=False) if device.type in ("cuda", "cpu") else nullcontext()
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is the process running out of memory (CUDA's, or the CPU allocator's), not bad data."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def enable_tf32(device: torch.device) -> None:

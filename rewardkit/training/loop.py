@@ -62,7 +62,7 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
                               num_training_steps=total)
     state = TrainState(model, optimizer, scheduler)
     with preemption.StopOnSignal() as stop:
-        resume(state, ckpt_dir, device, ranks, total)  # even with checkpoint_every=0: a stop writes one
+        resume(state, ckpt_dir, ranks, total)  # even with checkpoint_every=0: a stop writes one
         ddp, forward = wrap_model(model, cfg, device, ranks)
         margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32))
         started, pairs_done = time.perf_counter(), 0
@@ -103,9 +103,9 @@ def steps_for(n_pairs: int, cfg: TrainConfig) -> int:
     return min(total, cfg.max_steps) if cfg.max_steps else total
 
 
-def resume(state: TrainState, ckpt_dir: Path, device: torch.device, ranks: Ranks, total: int) -> None:
+def resume(state: TrainState, ckpt_dir: Path, ranks: Ranks, total: int) -> None:
     """Load the newest good checkpoint into `state`, if there is one, the same one on every rank."""
-    saved = checkpoint.resume(ckpt_dir, device, ranks)
+    saved = checkpoint.resume(ckpt_dir, ranks)  # on the CPU: load_state_dict moves it
     if saved is not None:
         state.model.load_state_dict(saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])

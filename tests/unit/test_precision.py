@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rewardkit.config import TrainConfig
 from rewardkit.encoding.families import input_template
 from rewardkit.encoding.templates import encode_both_answers
 from rewardkit.encoding.tokenization import store_rows
 from rewardkit.modeling.batching import pad_batch
-from rewardkit.modeling.model import load_base
+from rewardkit.modeling import devices, inference
+from rewardkit.modeling.model import RewardModel, load_base
 from rewardkit.modeling.scratch import build_scratch
 from rewardkit.training import loop as optimization
 from rewardkit.training.distributed import Ranks
@@ -56,7 +58,8 @@ def test_training_steps_under_bf16_autocast(base, monkeypatch, tmp_path):
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
     assert set(grads) == {torch.float32}  # autocast casts back: gradients land in fp32 too
     still = {name for name, p in model.named_parameters() if torch.equal(p, before[name])}
-    assert still == {"hf.classifier.bias"}  # BT loss sees r+ - r-: the head's bias gets exactly zero gradient
+    # BT loss sees r+ - r-: the head's bias gets zero gradient up to rounding (as in fp32), every other weight moves
+    assert still <= {"hf.classifier.bias"}
 
 
 def test_bf16_rewards_are_close_to_fp32(base):
@@ -70,3 +73,45 @@ def test_bf16_rewards_are_close_to_fp32(base):
             bf16 = model(*inputs).float()
     assert fp32.std() > 0.01
     torch.testing.assert_close(bf16, fp32, atol=0.05 * fp32.abs().max().item(), rtol=0.05)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-forward", "transformers-forward"])
+def test_rewards_under_bf16_autocast_are_an_fp32_head_on_the_pooled_state(base, fast):
+    """#23: the body may run in bf16, the score head does not: each reward is the fp32 head applied to the pooled
+    hidden state the body produced, so rewards carry fp32's 24 mantissa bits, not bf16's 8."""
+    model, tokenizer = load_base(str(base), "cls", seed=0)
+    model = RewardModel(model.hf, "cls", fast=fast).eval()
+    enc = encode_both_answers(tokenizer, ROWS[:8], 64, input_template(model.hf.config, tokenizer))
+    inputs = pad_batch(enc.ids, tokenizer.pad_token_id, segments=enc.segments)
+    head = model.hf.classifier
+    seen = []
+    handle = head.register_forward_hook(lambda module, args, out: seen.append((args[0], out)))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        rewards = model(*inputs)
+    handle.remove()
+    (pooled, out), = seen
+    assert pooled.dtype == torch.bfloat16  # the body did run under bf16 autocast
+    assert rewards.dtype == out.dtype == torch.float32
+    torch.testing.assert_close(out, F.linear(pooled.float(), head.weight, head.bias), rtol=0, atol=0)
+    assert sorted(rewards.tolist()) == sorted(out[:, 0].tolist())  # the fast forwards return input order
+    assert not torch.equal(rewards, rewards.bfloat16().float())  # not all on the bf16 grid
+
+
+def test_score_sequences_under_bf16_returns_fp32_rewards_off_the_bf16_grid(base, monkeypatch):
+    model, tokenizer = load_base(str(base), "cls", seed=0)
+    enc = encode_both_answers(tokenizer, ROWS[:8], 64, input_template(model.hf.config, tokenizer))
+    monkeypatch.setattr(inference, "autocast", bf16_autocast)
+    rewards = inference.score_sequences(model.eval(), enc.ids, tokenizer.pad_token_id, 4, torch.device("cpu"),
+                                        segments=enc.segments)
+    assert rewards.dtype == torch.float32 and not torch.equal(rewards, rewards.bfloat16().float())
+
+
+@pytest.mark.parametrize("capability, native", [((6, 0), False), ((7, 0), False), ((7, 5), False), ((8, 0), True),
+                                                ((8, 9), True), ((9, 0), True)])
+def test_cuda_bf16_autocast_is_decided_by_compute_capability(monkeypatch, capability, native):
+    """#23: V100 (7.0) and T4 (7.5) only emulate bf16, though torch.cuda.is_bf16_supported() says True there."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(devices.torch, "autocast", lambda device_type, **kwargs: (device_type, kwargs))
+    assert devices.native_bf16(torch.device("cuda")) is native
+    assert devices.autocast(torch.device("cuda")) == ("cuda", {"dtype": torch.bfloat16, "enabled": native})
