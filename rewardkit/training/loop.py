@@ -22,7 +22,7 @@ from rewardkit.config import TrainConfig
 from rewardkit.encoding.store import PairSubset, TokenStore
 from rewardkit.errors import UserError
 from rewardkit.modeling.batching import length_grouped_batches, pad_batch
-from rewardkit.modeling.devices import autocast
+from rewardkit.modeling.devices import autocast, resolve_precision
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.training import checkpoint, distributed, preemption
 from rewardkit.training.distributed import Ranks
@@ -158,7 +158,7 @@ def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: 
         inputs = pad_batch(sequences, pad_id, multiple, segments).to(device)
         sync = nullcontext() if k == len(micro) - 1 or ranks.world == 1 else ddp.no_sync()
         with sync:
-            with autocast(device):
+            with autocast(device, cfg.precision):
                 rewards = forward(*inputs).float()  # (2b,): chosen then rejected
             chosen, rejected = rewards[:len(mb)], rewards[len(mb):]
             per_pair = bt_loss_per_pair(chosen, rejected, margin[mb].to(device), cfg.center_rewards_coef)
@@ -185,7 +185,7 @@ def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: Tra
 
 
 def diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig, device: torch.device) -> UserError:
-    precision = "bf16 autocast on CUDA" if device.type == "cuda" else "fp32"
+    precision = {"bf16": f"bf16 autocast on {device.type}", "fp32": "fp32"}[resolve_precision(cfg.precision, device)]
     return UserError(f"training diverged at step {step}: loss={loss}, grad norm={grad_norm} ({precision}). Likely "
                      f"causes: learning rate too high (train.lr={cfg.lr}), too short a warm-up "
                      f"(train.warmup_ratio={cfg.warmup_ratio}), or bad margins in the data. No model was written.")
