@@ -9,6 +9,10 @@ from typing import ClassVar
 
 from rewardkit.params import Section, at_least, build, load, one_of, within  # noqa: F401  (stages load from here)
 
+PRECISIONS = ("auto", "fp32", "bf16")
+"""The values of every precision setting (train.precision, evaluate.precision, score's and serve's --precision);
+rewardkit.modeling.devices.resolve_precision says what each means on a device."""
+
 
 @dataclass(frozen=True)
 class DataConfig(Section):
@@ -116,7 +120,10 @@ class TrainConfig(Section):
     seed: int = 42
     """Seed for initialisation (scratch bases and the new head) and batch order."""
     device: str = "auto"
-    """auto (cuda when present), cpu or cuda. CUDA trains with bf16 autocast, CPU in fp32."""
+    """auto (cuda when present), cpu or cuda."""
+    precision: str = "auto"
+    """auto (bf16 autocast where the device has native bf16: CUDA compute capability >= 8.0, CPUs with AVX512-BF16
+    or AMX; fp32 elsewhere), fp32 or bf16. Weights, optimizer state, score head, loss and rewards stay fp32."""
     compile: bool = False
     """torch.compile the model; sequence lengths are padded to a multiple of 64 to bound recompiles."""
     checkpoint_every: int = 200
@@ -141,7 +148,7 @@ class TrainConfig(Section):
                          "max_steps", "stats_pairs", "eval_every"),
                *within(self, "validation_fraction", 0, 1, "()"), *within(self, "warmup_ratio", 0, 1, "[)"),
                *one_of(self, "scheduler", [s.value for s in SchedulerType]),
-               *one_of(self, "device", ("auto", "cpu", "cuda"))]
+               *one_of(self, "device", ("auto", "cpu", "cuda")), *one_of(self, "precision", PRECISIONS)]
         if self.batch_size % max(1, self.nproc_per_node * self.grad_accum_steps):
             out.append(f"batch_size: {self.batch_size} pairs cannot be split evenly over nproc_per_node="
                        f"{self.nproc_per_node} x grad_accum_steps={self.grad_accum_steps}")
@@ -157,11 +164,14 @@ class EvaluateConfig(Section):
     """Pairs per inference batch (batches are length-sorted)."""
     calibration_bins: int = 10
     """Equal-width confidence bins for ECE and the calibration curve."""
+    precision: str = "auto"
+    """auto, fp32 or bf16 (as train.precision): the precision the model's body scores in; rewards are fp32."""
     extra_sets: dict = dataclasses.field(default_factory=dict)
     """Extra evaluation sets, {name: path}: files (any format validate accepts) under eval_sets/, each validated,
     scored and reported under extra_sets.<name> in metrics/eval.json."""
 
     def check(self) -> list[str]:
-        return [*at_least(self, 1, "batch_size"), *within(self, "calibration_bins", 2, 100)]
+        return [*at_least(self, 1, "batch_size"), *within(self, "calibration_bins", 2, 100),
+                *one_of(self, "precision", PRECISIONS)]
 
 

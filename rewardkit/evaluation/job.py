@@ -26,7 +26,7 @@ from rewardkit.evaluation.metrics import pair_metrics, reward_histogram
 from rewardkit.evaluation.model_card import write_release
 from rewardkit.io import atomic_path, round_floats, write_csv, write_json
 from rewardkit.modeling.artifact import load_artifact
-from rewardkit.modeling.devices import enable_tf32, resolve_device
+from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_precision
 from rewardkit.modeling.inference import score_sequences
 from rewardkit.modeling.model import RewardModel
 from rewardkit.modeling.objective import pair_correct
@@ -52,13 +52,15 @@ class EvaluatePaths:
 
 
 def score_store(model: RewardModel, tokenizer, store: TokenStore, batch_size: int, device: torch.device,
-                desc: str = "evaluate", progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rewards of the chosen and rejected answers of every pair of a store; `batch_size` counts pairs. The
-    benchmark times evaluation with it."""
+                desc: str = "evaluate", progress: bool = True,
+                precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards of the chosen and rejected answers of every pair of a store; `batch_size` counts pairs; `precision`:
+    the body's (fp32, bf16, auto). The benchmark times evaluation with it."""
     n = len(store)
     sequences, segments = store.sequences(range(n))
     with tqdm(total=2 * n, desc=desc, unit="seq", dynamic_ncols=True, disable=not progress) as bar:
-        rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 2 * batch_size, device, bar, segments)
+        rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 2 * batch_size, device, bar, segments,
+                                  precision)
     return rewards[:n], rewards[n:]
 
 
@@ -102,13 +104,15 @@ def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: Vali
     released model; returns the metrics."""
     extra_sets = check_extra_sets(cfg.extra_sets, paths.extra_dir)
     torch_device = resolve_device(device)
+    precision = resolve_precision(cfg.precision, torch_device)
     enable_tf32(torch_device)
     model, tokenizer, meta = load_artifact(paths.model_dir)
     segment_ids = input_template(model.hf.config, tokenizer).segment_ids
     store = open_eval_store(paths.store, paths.model_dir, meta, segment_ids)
     model.to(torch_device)
-    chosen, rejected = score_store(model, tokenizer, store, cfg.batch_size, torch_device)
+    chosen, rejected = score_store(model, tokenizer, store, cfg.batch_size, torch_device, precision=precision)
     metrics, calibration_curve, columns = store_metrics(store, chosen, rejected, cfg.calibration_bins)
+    metrics["precision"] = precision
     groups = group_rows(metrics)
 
     with atomic_path(paths.extra_out, is_dir=True) as extra_tmp:
@@ -117,7 +121,8 @@ def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: Vali
                                                         validate_cfg or ValidateConfig())
             if not len(extra_store):
                 raise UserError(f"evaluate.extra_sets.{name}: no pair of {source} is left to score")
-            c, r = score_store(model, tokenizer, extra_store, cfg.batch_size, torch_device, desc=name)
+            c, r = score_store(model, tokenizer, extra_store, cfg.batch_size, torch_device, desc=name,
+                               precision=precision)
             extra_metrics, _, _ = store_metrics(extra_store, c, r, cfg.calibration_bins)
             metrics.setdefault("extra_sets", {})[name] = {**extra_metrics, "validate": validation}
             groups += group_rows(extra_metrics, name)

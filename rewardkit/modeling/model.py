@@ -7,11 +7,14 @@ says which, from the config, and the tokenizer says where its special tokens go.
 """
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 from torch import nn
 
 from rewardkit.encoding.tokenizers import load_tokenizer
 from rewardkit.errors import UserError
+from rewardkit.modeling.devices import no_autocast
 from rewardkit.modeling.fast import bert as fast_bert
 from rewardkit.modeling.fast import deberta as fast_deberta
 from rewardkit.modeling.loading import load_classifier
@@ -25,10 +28,12 @@ class RewardModel(nn.Module):
     DeBERTa-v3 models run `rewardkit.modeling.fast.deberta` and BERT, RoBERTa and ELECTRA classifiers with a cls head
     `rewardkit.modeling.fast.bert` (same weights and math, no work on padding) on right-padded batches outside
     torch.compile; `fast=False` or any other model runs transformers' own forward.
+    Whatever precision the body runs in, the score head runs in fp32 (`head_in_fp32`): rewards are fp32 numbers.
     """
 
     def __init__(self, hf_model: nn.Module, pooling: str, fast: bool = True):
         super().__init__()
+        head_in_fp32(hf_model)
         if pooling == "mean" and not (hasattr(hf_model, "pooler") and hasattr(hf_model, "classifier")):
             raise UserError(f"model.pooling=mean needs a DeBERTa-style head (pooler + classifier); "
                             f"{type(hf_model).__name__} has none: use model.pooling=cls (the model's own head)")
@@ -58,6 +63,37 @@ class RewardModel(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (N, H)
         return self.hf.classifier(self.hf.pooler(mean.unsqueeze(1)))[:, 0]  # the pooler reads position 0
+
+
+class FP32Head:
+    """Mixed into the class of a model's score head (as torch's `fully_shard` mixes FSDPModule into a module's
+    class, so its weights and state-dict names stay as they are): the head runs outside autocast on fp32 inputs,
+    so rewards are not rounded to bf16 (8 mantissa bits: spurious ties, coarse calibration) under bf16 autocast."""
+
+    def forward(self, hidden: torch.Tensor, *args, **kwargs):
+        with no_autocast(hidden.device):
+            return super().forward(hidden.float(), *args, **kwargs)
+
+
+@cache
+def _fp32_class(cls: type) -> type:
+    return type(f"FP32{cls.__name__}", (FP32Head, cls), {})
+
+
+def score_head(hf_model: nn.Module) -> nn.Module | None:
+    """The module that turns hidden states into the logit: `classifier` (encoders) or `score` (decoders)."""
+    for name in ("classifier", "score"):
+        if isinstance(getattr(hf_model, name, None), nn.Module):
+            return getattr(hf_model, name)
+    return None
+
+
+def head_in_fp32(hf_model: nn.Module) -> None:
+    """Make `hf_model`'s score head compute in fp32 under any autocast, in every forward that calls it (ours and
+    transformers')."""
+    head = score_head(hf_model)
+    if head is not None and not isinstance(head, FP32Head):
+        head.__class__ = _fp32_class(type(head))
 
 
 def disable_dropout(model: nn.Module) -> None:

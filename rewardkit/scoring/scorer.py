@@ -12,7 +12,7 @@ from rewardkit.encoding.families import input_template
 from rewardkit.encoding.templates import EncodedSequences, encode_sequences
 from rewardkit.errors import UserError
 from rewardkit.modeling.artifact import load_artifact
-from rewardkit.modeling.devices import enable_tf32, resolve_device
+from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_precision
 from rewardkit.modeling.inference import score_sequences
 
 
@@ -24,16 +24,19 @@ class RewardScorer:
         best = candidates[max(range(len(rewards)), key=rewards.__getitem__)]
     """
 
-    def __init__(self, model, tokenizer, meta: dict, device: torch.device):
+    def __init__(self, model, tokenizer, meta: dict, device: torch.device, precision: str = "auto"):
         self.model, self.tokenizer, self.meta, self.device = model, tokenizer, meta, device
+        self.precision = resolve_precision(precision, device)
+        """fp32 or bf16: the model body's precision (the score head and the rewards are fp32 either way)."""
         self.template = input_template(model.hf.config, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, device: str = "auto") -> RewardScorer:
+    def from_pretrained(cls, model_dir: str | Path, device: str = "auto", precision: str = "auto") -> RewardScorer:
+        """`precision`: auto (bf16 where the device has native bf16), fp32 or bf16."""
         torch_device = resolve_device(device)
         enable_tf32(torch_device)
         model, tokenizer, meta = load_artifact(model_dir)
-        return cls(model.to(torch_device), tokenizer, meta, torch_device)
+        return cls(model.to(torch_device), tokenizer, meta, torch_device, precision)
 
     def encode(self, prompts: str | Sequence[str], responses: Sequence[str]) -> list[list[int]]:
         """Input ids as in training; a single prompt string is paired with every response."""
@@ -68,7 +71,7 @@ class RewardScorer:
         if not enc.ids:
             return torch.empty(0)
         rewards = score_sequences(self.model, enc.ids, self.tokenizer.pad_token_id, batch_size, self.device,
-                                  progress, enc.segments)
+                                  progress, enc.segments, self.precision)
         return self.normalize(rewards) if normalize else rewards
 
     def score(self, prompts: str | Sequence[str], responses: Sequence[str], normalize: bool = False,

@@ -22,7 +22,7 @@ from rewardkit.config import TrainConfig
 from rewardkit.encoding.store import PairSubset, TokenStore
 from rewardkit.errors import UserError
 from rewardkit.modeling.batching import length_grouped_batches, pad_batch
-from rewardkit.modeling.devices import autocast, to_device
+from rewardkit.modeling.devices import autocast, resolve_precision, to_device
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.training import checkpoint, distributed, preemption
 from rewardkit.training.distributed import Ranks
@@ -62,7 +62,7 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
                               num_training_steps=total)
     state = TrainState(model, optimizer, scheduler)
     with preemption.StopOnSignal() as stop:
-        resume(state, ckpt_dir, device, ranks, total)  # even with checkpoint_every=0: a stop writes one
+        resume(state, ckpt_dir, ranks, total)  # even with checkpoint_every=0: a stop writes one
         ddp, forward = wrap_model(model, cfg, device, ranks)
         margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32))
         started, pairs_done = time.perf_counter(), 0
@@ -103,9 +103,9 @@ def steps_for(n_pairs: int, cfg: TrainConfig) -> int:
     return min(total, cfg.max_steps) if cfg.max_steps else total
 
 
-def resume(state: TrainState, ckpt_dir: Path, device: torch.device, ranks: Ranks, total: int) -> None:
+def resume(state: TrainState, ckpt_dir: Path, ranks: Ranks, total: int) -> None:
     """Load the newest good checkpoint into `state`, if there is one, the same one on every rank."""
-    saved = checkpoint.resume(ckpt_dir, device, ranks)
+    saved = checkpoint.resume(ckpt_dir, ranks)  # on the CPU: load_state_dict moves it
     if saved is not None:
         state.model.load_state_dict(saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])
@@ -165,7 +165,7 @@ def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: 
         known = {} if cfg.compile else {"lengths": lengths}
         sync = nullcontext() if k == len(micro) - 1 or ranks.world == 1 else ddp.no_sync()
         with sync:
-            with autocast(device):
+            with autocast(device, cfg.precision):
                 rewards = forward(*inputs, **known).float()  # (2b,): chosen then rejected
             chosen, rejected = rewards[:len(mb)], rewards[len(mb):]
             per_pair = bt_loss_per_pair(chosen, rejected, to_device(margin[mb], device), cfg.center_rewards_coef)
@@ -194,7 +194,7 @@ def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: Tra
 
 
 def diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig, device: torch.device) -> UserError:
-    precision = "bf16 autocast on CUDA" if device.type == "cuda" else "fp32"
+    precision = {"bf16": f"bf16 autocast on {device.type}", "fp32": "fp32"}[resolve_precision(cfg.precision, device)]
     return UserError(f"training diverged at step {step}: loss={loss}, grad norm={grad_norm} ({precision}). Likely "
                      f"causes: learning rate too high (train.lr={cfg.lr}), too short a warm-up "
                      f"(train.warmup_ratio={cfg.warmup_ratio}), or bad margins in the data. No model was written.")

@@ -3,8 +3,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from rewardkit.errors import UserError
+from rewardkit.modeling.devices import resolve_precision
 from rewardkit.training import checkpoint
 from rewardkit.training import loop as optimization
 from tests.conftest import easy_rows, read_jsonl, train_in_process
@@ -53,8 +55,9 @@ def test_eval_scores_are_written_per_pair(trained):
     assert np.mean([r["correct"] for r in rows]) == pytest.approx(accuracy, abs=1e-6)
 
 
-def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, tiny_base, monkeypatch):
-    params = {"train": dict(FAST, epochs=3, checkpoint_every=5)}
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, tiny_base, monkeypatch, precision):
+    params = {"train": dict(FAST, epochs=3, checkpoint_every=5, precision=precision)}
     reference = train_in_process(tmp_path / "ref", tiny_base, easy_rows(160), **params)
 
     real_save, saves = checkpoint.save, []
@@ -75,6 +78,22 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, tiny_base, monke
     for name in OUTPUTS:
         assert (tmp_path / "resumed" / name).read_bytes() == (reference / name).read_bytes(), name
     assert not list((tmp_path / "resumed").glob(".scratch/train/*/step-*"))  # cleaned up after success
+
+
+def test_train_precision_is_honoured_and_recorded_resolved(tmp_path, tiny_base):
+    """#24: fp32 and bf16 train different weights, each twice to the same bytes; auto is recorded as what it
+    resolved to on this machine, in the artifact's metadata and in the training metrics."""
+    weights = {}
+    for precision, run in (("fp32", "a"), ("bf16", "a"), ("bf16", "b"), ("auto", "a")):
+        work = train_in_process(tmp_path / f"{precision}-{run}", tiny_base, easy_rows(48),
+                                train=dict(FAST, epochs=1, precision=precision))
+        meta = json.loads((work / "models/trained/reward_model.json").read_text())
+        metrics = json.loads((work / "metrics/train.json").read_text())
+        expected = resolve_precision(precision, torch.device("cpu"))
+        assert meta["precision"] == metrics["precision"] == expected
+        weights[precision, run] = (work / "models/trained/model.safetensors").read_bytes()
+    assert weights["fp32", "a"] != weights["bf16", "a"] == weights["bf16", "b"]
+    assert weights["auto", "a"] == weights[resolve_precision("auto", torch.device("cpu")), "a"]
 
 
 def test_a_checkpoint_from_other_inputs_is_never_used(tmp_path, tiny_base, capsys):
