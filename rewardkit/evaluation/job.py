@@ -20,6 +20,7 @@ from rewardkit.config import EvaluateConfig, ValidateConfig
 from rewardkit.encoding.families import input_template
 from rewardkit.encoding.store import TokenStore
 from rewardkit.errors import UserError
+from rewardkit.evaluation.answer_scores import score_extra_set
 from rewardkit.evaluation.breakdowns import breakdowns, group_rows, pair_frame
 from rewardkit.evaluation.extra_sets import check_extra_sets, prepare_extra_set
 from rewardkit.evaluation.metrics import pair_metrics, reward_histogram
@@ -112,17 +113,19 @@ def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: Vali
     groups = group_rows(metrics)
 
     with atomic_path(paths.extra_out, is_dir=True) as extra_tmp:
-        for name, source in extra_sets.items():
-            extra_store, validation = prepare_extra_set(name, source, extra_tmp, model, tokenizer, meta,
+        for name, extra in extra_sets.items():
+            extra_store, validation = prepare_extra_set(name, extra.path, extra_tmp, model, tokenizer, meta,
                                                         validate_cfg or ValidateConfig())
             if not len(extra_store):
-                raise UserError(f"evaluate.extra_sets.{name}: no pair of {source} is left to score")
-            c, r = score_store(model, tokenizer, extra_store, cfg.batch_size, torch_device, desc=name)
+                raise UserError(f"evaluate.extra_sets.{name}: no pair of {extra.path} is left to score")
+            c, r, benchmark = score_extra_set(name, extra.scoring, extra_tmp / name, extra_store, model, tokenizer,
+                                              cfg.batch_size, torch_device)
             extra_metrics, _, _ = store_metrics(extra_store, c, r, cfg.calibration_bins)
-            metrics.setdefault("extra_sets", {})[name] = {**extra_metrics, "validate": validation}
+            metrics.setdefault("extra_sets", {})[name] = {**extra_metrics, **benchmark, "validate": validation}
             groups += group_rows(extra_metrics, name)
-        (extra_tmp / "sets.json").write_text(json.dumps({n: str(p) for n, p in extra_sets.items()}, indent=2,
-                                                        sort_keys=True) + "\n", encoding="utf-8")
+        (extra_tmp / "sets.json").write_text(json.dumps({n: {"path": str(e.path), "scoring": e.scoring} for n, e in
+                                                         extra_sets.items()}, indent=2, sort_keys=True) + "\n",
+                                             encoding="utf-8")
 
     write_scores(paths.scores, columns["id"], chosen, rejected)
     write_csv(paths.histogram, reward_histogram(chosen, rejected))
