@@ -23,8 +23,10 @@ from rewardkit.errors import UserError
 from rewardkit.evaluation.answer_scores import score_extra_set
 from rewardkit.evaluation.breakdowns import breakdowns, group_rows, pair_frame
 from rewardkit.evaluation.extra_sets import check_extra_sets, prepare_extra_set
+from rewardkit.evaluation.length_bias import LENGTH_COLUMNS, length_bias
 from rewardkit.evaluation.metrics import pair_metrics, reward_histogram
 from rewardkit.evaluation.model_card import write_release
+from rewardkit.evaluation.report import ReportInputs, wrong_pairs, write_report
 from rewardkit.io import atomic_path, round_floats, write_csv, write_json
 from rewardkit.modeling.artifact import load_artifact
 from rewardkit.modeling.devices import enable_tf32, resolve_device
@@ -50,6 +52,12 @@ class EvaluatePaths:
     """The directory holding every evaluate.extra_sets file (tracked by dvc.yaml)."""
     extra_out: Path
     """Working outputs of the extra sets: validated rows, rejects and token stores, one directory a set."""
+    length_buckets: Path | None = None
+    """CSV of accuracy per bucket of length difference (a bar plot)."""
+    eval_rows: Path | None = None
+    """The held-out split's rows (data/eval.jsonl), for the texts of the report's pairs."""
+    report: Path | None = None
+    """The self-contained HTML report (metrics/report.html)."""
 
 
 def score_store(model: RewardModel, tokenizer, store: TokenStore, batch_size: int, device: torch.device,
@@ -110,6 +118,8 @@ def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: Vali
     model.to(torch_device)
     chosen, rejected = score_store(model, tokenizer, store, cfg.batch_size, torch_device)
     metrics, calibration_curve, columns = store_metrics(store, chosen, rejected, cfg.calibration_bins)
+    metrics["length_bias"], length_rows = length_bias(chosen, rejected, columns["chosen_chars"].to_numpy(),
+                                                      columns["rejected_chars"].to_numpy())
     groups = group_rows(metrics)
 
     with atomic_path(paths.extra_out, is_dir=True) as extra_tmp:
@@ -131,8 +141,14 @@ def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: Vali
     write_csv(paths.histogram, reward_histogram(chosen, rejected))
     write_csv(paths.calibration, round_floats(calibration_curve))
     write_csv(paths.groups, round_floats(groups), ["group", "accuracy", "pairs"])
+    if paths.length_buckets:
+        write_csv(paths.length_buckets, round_floats(length_rows), list(LENGTH_COLUMNS))
     metrics = round_floats(metrics)
     write_json(paths.metrics, metrics)
+    if paths.report:
+        write_report(paths.report, metrics, ReportInputs(
+            calibration_curve, reward_histogram(chosen, rejected), groups, length_rows,
+            wrong_pairs(store, chosen, rejected, columns, paths.eval_rows)))
     write_release(paths.model_dir, paths.release, meta, metrics)
     print(json.dumps({k: v for k, v in round_floats(metrics, 4).items() if not isinstance(v, dict)}))
     return metrics
