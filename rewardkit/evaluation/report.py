@@ -1,7 +1,8 @@
 """metrics/report.html: one self-contained page (inline CSS, SVG and a few lines of script; no CDN, no request)
 with the headline numbers, the plots, and the held-out pairs the model gets most confidently wrong — the `TOP_WRONG`
 pairs with the most negative margin r⁺ − r⁻, each with a prompt excerpt, both answers, both rewards and its
-source/subset — in a table sortable by any column and filterable by group or text. Deterministic: no dates."""
+source/subset — in a table sortable by any column (click its header) and filterable by group or text (also from
+the address: `report.html#group=docs&text=rate`). Deterministic: no dates."""
 from __future__ import annotations
 
 import json
@@ -137,6 +138,9 @@ for(const th of table.tHead.rows[0].cells){th.onclick=()=>{const i=th.cellIndex,
 up=th.dataset.dir!=='up';th.dataset.dir=up?'up':'down';const rows=[...body.rows];
 rows.sort((a,b)=>{const x=a.cells[i].textContent,y=b.cells[i].textContent;
 const c=num?parseFloat(x)-parseFloat(y):x.localeCompare(y);return up?c:-c});rows.forEach(r=>body.appendChild(r))}}
+const h=new URLSearchParams(location.hash.slice(1));  // report.html#group=docs&text=rate opens filtered
+if(h.has('group'))document.getElementById('group').value=h.get('group');
+if(h.has('text'))document.getElementById('text').value=h.get('text');
 document.getElementById('group').onchange=filter;document.getElementById('text').oninput=filter;filter();"""
 
 

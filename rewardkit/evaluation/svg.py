@@ -16,8 +16,8 @@ def _axes(x_label: str, y_label: str) -> list[str]:
             f'{(H - PAD) / 2:.1f})">{escape(y_label)}</text>']
 
 
-def _legend(names: list[str]) -> list[str]:
-    return [f'<text x="{W - 12}" y="{20 + 14 * k}" text-anchor="end" fill="{COLOURS[k % len(COLOURS)]}">'
+def _legend(names: list[str], y: float = 20) -> list[str]:
+    return [f'<text x="{W - 12}" y="{y + 14 * k}" text-anchor="end" fill="{COLOURS[k % len(COLOURS)]}">'
             f'{escape(name)}</text>' for k, name in enumerate(names)]
 
 
@@ -49,17 +49,19 @@ def bar_chart(labels: list[str], series: dict[str, list[float]], title: str, x_m
     if not labels:
         return ""
     per, left = 12 * len(series) + 6, 190
-    height = 20 + per * len(labels) + 30
+    legend = 14 * len(series) if len(series) > 1 else 0
+    height = 20 + per * len(labels) + 10 + legend
     out = []
     for i, label in enumerate(labels):
         y = 10 + i * per
         out.append(f'<text x="{left - 6}" y="{y + 10}" text-anchor="end">{escape(label[:34])}</text>')
         for k, values in enumerate(series.values()):
             width = max(0.0, values[i]) / x_max * (W - left - 50)
+            # a bar of 0 still shows its value, just right of the axis
             out.append(f'<rect x="{left}" y="{y + 12 * k}" width="{width:.1f}" height="10" '
                        f'fill="{COLOURS[k % len(COLOURS)]}"/><text x="{left + width + 4:.1f}" y="{y + 12 * k + 9}">'
                        f'{values[i]:.3f}</text>')
-    out += _legend(list(series)) if len(series) > 1 else []
+    out += _legend(list(series), 20 + per * len(labels)) if legend else []  # below the bars
     return _figure(title, out, height)
 
 
