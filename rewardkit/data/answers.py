@@ -5,8 +5,8 @@ subset, and `rejected` a list of 3 or more).
 An answer is a string, or a list of messages in the conversational formats; a side with a list of answers is a list
 of strings or a list of message lists (a list of message dicts is one answer). A row expands to every chosen x
 rejected pair, in order (chosen answer i, then rejected answer j), each an ordinary row carrying `expanded_from`
-{"row", "chosen", "rejected"} (the source row's 0-based index in its file and the two answers' indexes) and every other field of the
-row. The pairs share the row's prompt, so the split keeps them in one prompt group.
+{"row", "chosen", "rejected"} (the source row's 0-based index in its file and the two answers' indexes) and every
+other field of the row. The pairs share the row's prompt, so the split keeps them in one prompt group.
 """
 from __future__ import annotations
 

@@ -17,13 +17,21 @@ from typing import Iterator
 
 import numpy as np
 
+from rewardkit.data.answers import EXPANDED_FROM, expanded_rows, has_answer_lists
 from rewardkit.data.checks import CODE, check_line, check_row
 from rewardkit.data.formats import EXPLICIT, row_format, to_explicit_row
 from rewardkit.data.lines import file_lines, map_line_ranges, parse_json
+from rewardkit.data.readers import (
+    JSON_ARRAY,
+    JSON_ARRAY_GZ,
+    JSONL,
+    PARQUET,
+    file_kind,
+    gzip_lines,
+    json_array_rows,
+    parquet_rows,
+)
 from rewardkit.text import json_kind
-from rewardkit.data.answers import EXPANDED_FROM, expanded_rows, has_answer_lists
-from rewardkit.data.readers import JSON_ARRAY, JSON_ARRAY_GZ, JSONL, JSONL_GZ, PARQUET, file_kind, gzip_lines, json_array_rows, \
-    parquet_rows
 
 SNIFF_ROWS = 10_000  # rows read to detect a file's format: the first row that names its fields decides
 

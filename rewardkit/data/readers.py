@@ -70,7 +70,8 @@ def data_files(path: str | list[str], data_dir: str) -> list[Path]:
             found = sorted(p for p in entry.rglob("*") if p.is_file() and any(
                 p.name.lower().endswith(s) for s in SUFFIXES))
             if not found:
-                raise UserError(f"data directory {entry} (data.path) holds no .jsonl, .jsonl.gz, .json or .parquet file")
+                raise UserError(f"data directory {entry} (data.path) holds no .jsonl, .jsonl.gz, .json or .parquet "
+                                "file")
             files += found
         elif not entry.exists():
             raise UserError(f"data file not found: {entry} (data.path in params.yaml points there)")

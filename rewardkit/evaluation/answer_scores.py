@@ -19,8 +19,14 @@ from tqdm import tqdm
 from rewardkit.data.answers import EXPANDED_FROM
 from rewardkit.encoding.store import TokenStore
 from rewardkit.errors import UserError
-from rewardkit.evaluation.benchmarks import PAIRS, REWARDBENCH2, RMBENCH, RMBENCH_STYLES, rewardbench2_scores, \
-    rmbench_scores
+from rewardkit.evaluation.benchmarks import (
+    PAIRS,
+    REWARDBENCH2,
+    RMBENCH,
+    RMBENCH_STYLES,
+    rewardbench2_scores,
+    rmbench_scores,
+)
 from rewardkit.io import atomic_path, read_jsonl
 from rewardkit.modeling.inference import score_sequences
 

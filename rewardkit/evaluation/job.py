@@ -26,7 +26,7 @@ from rewardkit.evaluation.extra_sets import check_extra_sets, prepare_extra_set
 from rewardkit.evaluation.length_bias import LENGTH_COLUMNS, length_bias
 from rewardkit.evaluation.metrics import pair_metrics, reward_histogram
 from rewardkit.evaluation.model_card import write_release
-from rewardkit.evaluation.report import ReportInputs, wrong_pairs, write_report
+from rewardkit.evaluation.report import ReportInputs, write_report, wrong_pairs
 from rewardkit.io import atomic_path, round_floats, write_csv, write_json
 from rewardkit.modeling.artifact import load_artifact
 from rewardkit.modeling.devices import enable_tf32, resolve_device

@@ -132,8 +132,10 @@ td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;text-align:left}
 .plots{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}figcaption{font-weight:bold}"""
 SCRIPT = """const table=document.getElementById('wrong'),body=table.tBodies[0];
 function filter(){const g=document.getElementById('group').value,t=document.getElementById('text').value.toLowerCase();
-let n=0;for(const r of body.rows){const ok=(!g||r.cells[1].textContent===g)&&(!t||r.textContent.toLowerCase().includes(t));
-r.style.display=ok?'':'none';n+=ok}document.getElementById('shown').textContent=n+' of '+body.rows.length+' shown'}
+let n=0;for(const r of body.rows){
+const ok=(!g||r.cells[1].textContent===g)&&(!t||r.textContent.toLowerCase().includes(t));
+r.style.display=ok?'':'none';n+=ok}
+document.getElementById('shown').textContent=n+' of '+body.rows.length+' shown'}
 for(const th of table.tHead.rows[0].cells){th.onclick=()=>{const i=th.cellIndex,num=th.dataset.num==='1',
 up=th.dataset.dir!=='up';th.dataset.dir=up?'up':'down';const rows=[...body.rows];
 rows.sort((a,b)=>{const x=a.cells[i].textContent,y=b.cells[i].textContent;
