@@ -81,6 +81,7 @@ def test_the_report_is_self_contained_and_lists_the_most_confidently_wrong_pairs
 def test_the_report_renders_and_filters_in_headless_chromium(work, tmp_path):
     report = (work / "metrics/report.html").resolve()
     base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
             f"--user-data-dir={tmp_path / 'profile'}"]
     shot = tmp_path / "report.png"
     subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,2400", report.as_uri()], check=True,
