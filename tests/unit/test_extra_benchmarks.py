@@ -14,6 +14,7 @@ from rewardkit.config import EvaluateConfig, ValidateConfig, build
 from rewardkit.errors import UserError
 from rewardkit.evaluation import answer_scores
 from rewardkit.evaluation.job import evaluate_model
+from rewardkit.evaluation.summary import WIDTH, summary_lines
 from tests.conftest import easy_rows, evaluate_paths, read_jsonl, train_in_process
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -85,6 +86,9 @@ def test_rm_bench_and_rewardbench2_files_as_shipped(work, monkeypatch):
     pairs = [(c, r) for k in rows for c in rows[k]["chosen"] for r in rows[k]["rejected"]]
     assert rb2["accuracy"] == pytest.approx(np.mean([1.0 if c > r else 0.5 if c == r else 0.0 for c, r in pairs]),
                                             abs=1e-5)
+    summary = summary_lines(work / "metrics")
+    assert any(line.startswith("  RM-Bench: hard ") for line in summary) and all(len(x) <= WIDTH for x in summary)
+    assert any(line.startswith("  RewardBench 2: Score ") for line in summary)
 
 
 def test_scoring_set_explicitly_or_refused_when_the_shape_does_not_fit(work):
