@@ -48,8 +48,9 @@ def pair_answers(validated: Path, store: TokenStore) -> pd.DataFrame:
 def score_answers(model, tokenizer, store: TokenStore, pairs: pd.DataFrame, batch_size: int,
                   device: torch.device, desc: str) -> tuple[pd.DataFrame, torch.Tensor, torch.Tensor]:
     """(one row per distinct answer: row, side, answer, reward; the chosen and rejected reward of every pair).
-    Sequences go to the model in the store's order (chosen ones, then rejected ones) less the repeats, so a set
-    of plain pairs is scored exactly as before."""
+    An answer's sequence is encoded from its prompt and itself alone (`encode_sequences`), so it is the same in
+    every pair it is in: the first one's is scored. Sequences go to the model in the store's order (chosen ones,
+    then rejected ones) less the repeats, so a set of plain pairs is scored exactly as before."""
     keys = {side: pd.MultiIndex.from_frame(pairs[["row", side]]) for side in ("chosen", "rejected")}
     first = {side: np.flatnonzero(~keys[side].duplicated()) for side in keys}
     order = [2 * int(p) for p in first["chosen"]] + [2 * int(p) + 1 for p in first["rejected"]]

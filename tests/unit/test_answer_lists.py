@@ -114,3 +114,13 @@ def test_tagged_rows_carry_their_source_row_and_plain_lines_stay_byte_exact(tmp_
     _, kept, _ = validate(tmp_path, path, tag_rows=True)
     assert [r["expanded_from"] for r in kept] == [{"row": 0, "chosen": 0, "rejected": 0},
                                                   {"row": 1, "chosen": 0, "rejected": 0}]
+
+
+def test_rewardbench2_as_parquet_list_columns_expands_like_its_jsonl(tmp_path):
+    import pandas as pd
+
+    rows = read_jsonl(DATA / "rewardbench2_sample.jsonl")
+    pd.DataFrame(rows).to_parquet(tmp_path / "rb2.parquet")  # chosen / rejected become list<string> columns
+    metrics, kept, rejects = validate(tmp_path, tmp_path / "rb2.parquet")
+    assert rejects == [] and (metrics["kept"], metrics["multi_answer_rows"], metrics["pairs"]) == (11, 11, 42)
+    assert {(r["expanded_from"]["row"], r["subset"]) for r in kept if r["id"] == "tied:1"} == {(7, "Ties")}
