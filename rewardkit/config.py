@@ -167,8 +167,9 @@ class EvaluateConfig(Section):
     precision: str = "auto"
     """auto, fp32 or bf16 (as train.precision): the precision the model's body scores in; rewards are fp32."""
     extra_sets: dict = dataclasses.field(default_factory=dict)
-    """Extra evaluation sets, {name: path}: files (any format validate accepts) under eval_sets/, each validated,
-    scored and reported under extra_sets.<name> in metrics/eval.json."""
+    """Extra evaluation sets, {name: path} or {name: {path, scoring}}: files (any format validate accepts) under
+    eval_sets/, each validated, scored per answer and reported under extra_sets.<name> in metrics/eval.json, with
+    the benchmark's own rule (scoring: auto | rmbench | rewardbench2 | pairs; checked by evaluation.extra_sets)."""
 
     def check(self) -> list[str]:
         return [*at_least(self, 1, "batch_size"), *within(self, "calibration_bins", 2, 100),

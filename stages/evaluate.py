@@ -18,7 +18,10 @@ PATHS = {"store": "token store of the held-out pairs", "model": "trained reward 
          "scores": "JSONL of per-pair rewards to write", "metrics": "JSON of the evaluation metrics",
          "histogram": "CSV of the reward histogram", "calibration": "CSV of the calibration curve",
          "groups": "CSV of accuracy per source/subset group", "extra_dir": "directory of the extra set files",
-         "extra_out": "directory for the extra sets' validated rows and token stores"}
+         "extra_out": "directory for the extra sets' validated rows, token stores and per-answer scores",
+         "length_buckets": "CSV of accuracy per bucket of length difference",
+         "eval_rows": "JSONL of the held-out split's rows (texts for the report)",
+         "report": "self-contained HTML report to write"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     paths = EvaluatePaths(args.store, args.model, args.release, args.scores, args.metrics, args.histogram,
-                          args.calibration, args.groups, args.extra_dir, args.extra_out)
+                          args.calibration, args.groups, args.extra_dir, args.extra_out, args.length_buckets,
+                          args.eval_rows, args.report)
     evaluate_model(paths, load(EvaluateConfig), load(ValidateConfig))
 
 

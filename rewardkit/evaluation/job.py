@@ -20,10 +20,13 @@ from rewardkit.config import EvaluateConfig, ValidateConfig
 from rewardkit.encoding.families import input_template
 from rewardkit.encoding.store import TokenStore
 from rewardkit.errors import UserError
+from rewardkit.evaluation.answer_scores import score_extra_set
 from rewardkit.evaluation.breakdowns import breakdowns, group_rows, pair_frame
 from rewardkit.evaluation.extra_sets import check_extra_sets, prepare_extra_set
+from rewardkit.evaluation.length_bias import LENGTH_COLUMNS, length_bias
 from rewardkit.evaluation.metrics import pair_metrics, reward_histogram
 from rewardkit.evaluation.model_card import write_release
+from rewardkit.evaluation.report import ReportInputs, write_report, wrong_pairs
 from rewardkit.io import atomic_path, round_floats, write_csv, write_json
 from rewardkit.modeling.artifact import load_artifact
 from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_precision
@@ -49,6 +52,12 @@ class EvaluatePaths:
     """The directory holding every evaluate.extra_sets file (tracked by dvc.yaml)."""
     extra_out: Path
     """Working outputs of the extra sets: validated rows, rejects and token stores, one directory a set."""
+    length_buckets: Path | None = None
+    """CSV of accuracy per bucket of length difference (a bar plot)."""
+    eval_rows: Path | None = None
+    """The held-out split's rows (data/eval.jsonl), for the texts of the report's pairs."""
+    report: Path | None = None
+    """The self-contained HTML report (metrics/report.html)."""
 
 
 def score_store(model: RewardModel, tokenizer, store: TokenStore, batch_size: int, device: torch.device,
@@ -113,28 +122,37 @@ def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: Vali
     chosen, rejected = score_store(model, tokenizer, store, cfg.batch_size, torch_device, precision=precision)
     metrics, calibration_curve, columns = store_metrics(store, chosen, rejected, cfg.calibration_bins)
     metrics["precision"] = precision
+    metrics["length_bias"], length_rows = length_bias(chosen, rejected, columns["chosen_chars"].to_numpy(),
+                                                      columns["rejected_chars"].to_numpy())
     groups = group_rows(metrics)
 
     with atomic_path(paths.extra_out, is_dir=True) as extra_tmp:
-        for name, source in extra_sets.items():
-            extra_store, validation = prepare_extra_set(name, source, extra_tmp, model, tokenizer, meta,
+        for name, extra in extra_sets.items():
+            extra_store, validation = prepare_extra_set(name, extra.path, extra_tmp, model, tokenizer, meta,
                                                         validate_cfg or ValidateConfig())
             if not len(extra_store):
-                raise UserError(f"evaluate.extra_sets.{name}: no pair of {source} is left to score")
-            c, r = score_store(model, tokenizer, extra_store, cfg.batch_size, torch_device, desc=name,
-                               precision=precision)
+                raise UserError(f"evaluate.extra_sets.{name}: no pair of {extra.path} is left to score")
+            c, r, benchmark = score_extra_set(name, extra.scoring, extra_tmp / name, extra_store, model, tokenizer,
+                                              cfg.batch_size, torch_device, precision)
             extra_metrics, _, _ = store_metrics(extra_store, c, r, cfg.calibration_bins)
-            metrics.setdefault("extra_sets", {})[name] = {**extra_metrics, "validate": validation}
+            metrics.setdefault("extra_sets", {})[name] = {**extra_metrics, **benchmark, "validate": validation}
             groups += group_rows(extra_metrics, name)
-        (extra_tmp / "sets.json").write_text(json.dumps({n: str(p) for n, p in extra_sets.items()}, indent=2,
-                                                        sort_keys=True) + "\n", encoding="utf-8")
+        (extra_tmp / "sets.json").write_text(json.dumps({n: {"path": str(e.path), "scoring": e.scoring} for n, e in
+                                                         extra_sets.items()}, indent=2, sort_keys=True) + "\n",
+                                             encoding="utf-8")
 
     write_scores(paths.scores, columns["id"], chosen, rejected)
     write_csv(paths.histogram, reward_histogram(chosen, rejected))
     write_csv(paths.calibration, round_floats(calibration_curve))
     write_csv(paths.groups, round_floats(groups), ["group", "accuracy", "pairs"])
+    if paths.length_buckets:
+        write_csv(paths.length_buckets, round_floats(length_rows), list(LENGTH_COLUMNS))
     metrics = round_floats(metrics)
     write_json(paths.metrics, metrics)
+    if paths.report:
+        write_report(paths.report, metrics, ReportInputs(
+            calibration_curve, reward_histogram(chosen, rejected), groups, length_rows,
+            wrong_pairs(store, chosen, rejected, columns, paths.eval_rows)))
     write_release(paths.model_dir, paths.release, meta, metrics)
     print(json.dumps({k: v for k, v in round_floats(metrics, 4).items() if not isinstance(v, dict)}))
     return metrics

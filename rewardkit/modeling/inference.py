@@ -21,7 +21,8 @@ Model = Callable[..., torch.Tensor]  # (input_ids, attention_mask[, token_type_i
 
 def _score_batch(model: Model, sequences: list[list[int]], segments: list[int] | None, batch: np.ndarray,
                  pad_id: int, device: torch.device, precision: str) -> torch.Tensor:
-    with torch.inference_mode(), autocast(device, precision):  # both are thread-local: entered in the thread that scores
+    # both are thread-local: entered in the thread that scores
+    with torch.inference_mode(), autocast(device, precision):
         padded = pad_batch([sequences[i] for i in batch], pad_id,
                            segments=None if segments is None else [segments[i] for i in batch])
         return model(*padded.to(device)).float().cpu()

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from rewardkit.config import EvaluateConfig, TrainConfig
-from rewardkit.errors import UserError
 from rewardkit.encoding.families import input_template
 from rewardkit.encoding.templates import encode_both_answers
 from rewardkit.encoding.tokenization import store_rows
-from rewardkit.modeling.batching import pad_batch
+from rewardkit.errors import UserError
 from rewardkit.modeling import devices, inference
+from rewardkit.modeling.batching import pad_batch
 from rewardkit.modeling.model import RewardModel, load_base
 from rewardkit.modeling.scratch import build_scratch
 from rewardkit.serving.config import ServeConfig
