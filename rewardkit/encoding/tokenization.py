@@ -42,6 +42,15 @@ CHUNK_ROWS = 4096
 MAX_TOKENIZER_CHARS = 10_000_000
 
 
+@dataclass(frozen=True)
+class TokenizePaths:
+    train: Path
+    eval: Path
+    train_store: Path
+    eval_store: Path
+    tokenizer: Path
+
+
 def tokenizer_sample(path: Path, max_chars: int = MAX_TOKENIZER_CHARS) -> Iterator[str]:
     """The distinct prompt/chosen/rejected texts of a split (plain rendering) in file order: all of them when they
     hold at most `max_chars` characters, else texts evenly spaced over the split holding at most that many. Two
