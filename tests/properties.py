@@ -106,9 +106,9 @@ def check_validate(data: bytes) -> dict:
     assert len(set(rejected_lines)) == len(rejected_lines) and set(rejected_lines) <= set(range(1, len(expected) + 1))
     if metrics["format"] == EXPLICIT:
         assert kept == [line + b"\n" for n, line in enumerate(expected, 1) if n not in set(rejected_lines)]
-    for line in kept:  # every kept row is explicit text, whatever its input format
+    for line in kept:  # every kept row is explicit (text, or messages that stay messages until rendering)
         row = json.loads(line)
-        assert all(type(row[k]) is str and row[k].strip() for k in ("prompt", "chosen", "rejected"))
+        assert all(type(row[k]) in (str, list) and row[k] for k in ("prompt", "chosen", "rejected"))
     event(f"format {metrics['format']}, {len(kept)} kept of {len(expected)}" if len(expected) < 3 else
           f"format {metrics['format']}")
     return {"outcome": "kept"}
