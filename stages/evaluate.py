@@ -9,7 +9,7 @@ from rewardkit.allocator import bound_malloc_arenas
 bound_malloc_arenas()  # first, before torch starts a thread (rewardkit.allocator says why)
 
 from rewardkit.cli import path_parser  # noqa: E402
-from rewardkit.config import EvaluateConfig, ValidateConfig, load  # noqa: E402
+from rewardkit.config import EvaluateConfig, TrainConfig, ValidateConfig, load  # noqa: E402
 from rewardkit.errors import run_main  # noqa: E402
 from rewardkit.evaluation.job import EvaluatePaths, evaluate_model  # noqa: E402
 
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     paths = EvaluatePaths(args.store, args.model, args.release, args.scores, args.metrics, args.histogram,
                           args.calibration, args.groups, args.extra_dir, args.extra_out, args.length_buckets,
                           args.eval_rows, args.report)
-    evaluate_model(paths, load(EvaluateConfig), load(ValidateConfig))
+    evaluate_model(paths, load(EvaluateConfig), load(ValidateConfig),
+                   use_margin=load(TrainConfig).use_margin)  # the loss's margin rule, as in training
 
 
 if __name__ == "__main__":

@@ -55,8 +55,9 @@ def check_extra_sets(extra_sets: dict, extra_dir: Path) -> dict[str, ExtraSet]:
 
 
 def prepare_extra_set(name: str, source: Path, out_dir: Path, model, tokenizer, meta: dict,
-                      validate_cfg: ValidateConfig) -> tuple[TokenStore, dict]:
-    """Validate and tokenize one extra set; returns its store and its validation metrics."""
+                      validate_cfg: ValidateConfig, use_margin: bool = True) -> tuple[TokenStore, dict]:
+    """Validate and tokenize one extra set; returns its store (margins as train.use_margin says, as training reads
+    them) and its validation metrics."""
     set_dir = out_dir / name
     outputs = ValidateOutputs(set_dir / "validated.jsonl", set_dir / "rejects.jsonl", set_dir / "validate.json")
     try:
@@ -79,4 +80,4 @@ def prepare_extra_set(name: str, source: Path, out_dir: Path, model, tokenizer, 
     validation = {k: checked[k] for k in ("lines_read", "kept", "rejected", "format", "pairs", "multi_answer_rows")
                   if k in checked}
     validation["rejected_by_reason"] = {k: v for k, v in checked["rejected_by_reason"].items() if v}
-    return TokenStore(set_dir / "tokens", segment_ids=template.segment_ids), validation
+    return TokenStore(set_dir / "tokens", segment_ids=template.segment_ids, use_margin=use_margin), validation

@@ -73,9 +73,11 @@ def score_store(model: RewardModel, tokenizer, store: TokenStore, batch_size: in
     return rewards[:n], rewards[n:]
 
 
-def open_eval_store(path: Path, model_dir: Path, meta: dict, segment_ids: bool) -> TokenStore:
-    """The eval store, checked to be encoded as the model was trained (max length, tokenizer)."""
-    store = TokenStore(path, segment_ids=segment_ids)
+def open_eval_store(path: Path, model_dir: Path, meta: dict, segment_ids: bool,
+                    use_margin: bool = True) -> TokenStore:
+    """The eval store, checked to be encoded as the model was trained (max length, tokenizer); its margins follow
+    training's rule (`use_margin`: train.use_margin)."""
+    store = TokenStore(path, segment_ids=segment_ids, use_margin=use_margin)
     made = store.meta
     if made["max_length"] != meta["max_length"] or made["tokenizer_sha256"] != meta.get("tokenizer_sha256",
                                                                                          made["tokenizer_sha256"]):
@@ -88,9 +90,10 @@ def open_eval_store(path: Path, model_dir: Path, meta: dict, segment_ids: bool) 
 
 def store_metrics(store: TokenStore, chosen: torch.Tensor, rejected: torch.Tensor,
                   bins: int) -> tuple[dict, list[dict], pd.DataFrame]:
-    """Metrics (with breakdowns) of one scored store, its calibration curve, and its per-pair columns."""
-    columns = store.columns(*("margin", "id", "chosen_chars", "rejected_chars", "source", "subset"))
-    margins = torch.tensor(columns["margin"].fillna(0.0).to_numpy(np.float64), dtype=torch.float32)
+    """Metrics (with breakdowns) of one scored store, its calibration curve, and its per-pair columns. The loss
+    takes the store's margins, as training does (none when the store was opened without use_margin)."""
+    columns = store.columns(*("id", "chosen_chars", "rejected_chars", "source", "subset"))
+    margins = torch.from_numpy(store.margin)
     length_diff = torch.tensor((columns["chosen_chars"] - columns["rejected_chars"]).to_numpy(np.int64))
     metrics, curve = pair_metrics(chosen, rejected, margins, length_diff, bins)
     metrics.update(breakdowns(pair_frame(chosen, rejected, margins, length_diff), columns))
@@ -108,16 +111,16 @@ def write_scores(path: Path, ids: pd.Series, chosen: torch.Tensor, rejected: tor
 
 
 def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: ValidateConfig | None = None,
-                   device: str = "auto") -> dict:
+                   device: str = "auto", use_margin: bool = True) -> dict:
     """Score the eval store and the extra sets with the model in `paths.model_dir`, write every output and the
-    released model; returns the metrics."""
+    released model; returns the metrics. `use_margin` is train.use_margin: the losses follow training's rule."""
     extra_sets = check_extra_sets(cfg.extra_sets, paths.extra_dir)
     torch_device = resolve_device(device)
     precision = resolve_precision(cfg.precision, torch_device)
     enable_tf32(torch_device)
     model, tokenizer, meta = load_artifact(paths.model_dir)
     segment_ids = input_template(model.hf.config, tokenizer).segment_ids
-    store = open_eval_store(paths.store, paths.model_dir, meta, segment_ids)
+    store = open_eval_store(paths.store, paths.model_dir, meta, segment_ids, use_margin)
     model.to(torch_device)
     chosen, rejected = score_store(model, tokenizer, store, cfg.batch_size, torch_device, precision=precision)
     metrics, calibration_curve, columns = store_metrics(store, chosen, rejected, cfg.calibration_bins)
@@ -129,7 +132,7 @@ def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: Vali
     with atomic_path(paths.extra_out, is_dir=True) as extra_tmp:
         for name, extra in extra_sets.items():
             extra_store, validation = prepare_extra_set(name, extra.path, extra_tmp, model, tokenizer, meta,
-                                                        validate_cfg or ValidateConfig())
+                                                        validate_cfg or ValidateConfig(), use_margin)
             if not len(extra_store):
                 raise UserError(f"evaluate.extra_sets.{name}: no pair of {extra.path} is left to score")
             c, r, benchmark = score_extra_set(name, extra.scoring, extra_tmp / name, extra_store, model, tokenizer,

@@ -201,12 +201,18 @@ def test_the_fingerprint_covers_the_training_code_and_only_it(tmp_path):
     assert run_key.code_fingerprint(package_dir=package) != same
 
 
-def test_the_run_key_changes_with_code_packages_data_and_params_not_checkpoint_every(monkeypatch):
+def test_the_run_key_changes_with_code_packages_data_and_numeric_params_only(monkeypatch):
     model_cfg, cfg = ModelConfig(name="scratch-tiny"), TrainConfig()
     key = run_key.run_key("abc", model_cfg, cfg)
     assert run_key.run_key("abc", model_cfg, TrainConfig(checkpoint_every=7)) == key
+    assert run_key.run_key("abc", model_cfg, TrainConfig(stats_pairs=5)) == key  # measured after training
+    assert run_key.run_key("abc", model_cfg, TrainConfig(validation_fraction=0.3)) == key  # no slice: unused
     assert run_key.run_key("abd", model_cfg, cfg) != key
     assert run_key.run_key("abc", model_cfg, TrainConfig(lr=1e-3)) != key
+    every_10 = run_key.run_key("abc", model_cfg, TrainConfig(eval_every=10))
+    assert every_10 != key  # a validation slice is carved out of the training pairs
+    assert run_key.run_key("abc", model_cfg, TrainConfig(eval_every=3)) == every_10  # scored more often: same run
+    assert run_key.run_key("abc", model_cfg, TrainConfig(eval_every=10, validation_fraction=0.2)) != every_10
     monkeypatch.setattr(run_key, "code_fingerprint", lambda: "edited")
     assert run_key.run_key("abc", model_cfg, cfg) != key
     monkeypatch.undo()
