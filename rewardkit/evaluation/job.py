@@ -30,6 +30,7 @@ from rewardkit.modeling.devices import enable_tf32, resolve_device
 from rewardkit.modeling.inference import score_sequences
 from rewardkit.modeling.model import RewardModel
 from rewardkit.modeling.objective import pair_correct
+from rewardkit.modeling.packing import pair_groups
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def score_store(model: RewardModel, tokenizer, store: TokenStore, batch_size: in
     n = len(store)
     sequences, segments = store.sequences(range(n))
     with tqdm(total=2 * n, desc=desc, unit="seq", dynamic_ncols=True, disable=not progress) as bar:
-        rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 2 * batch_size, device, bar, segments)
+        rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 2 * batch_size, device, bar, segments,
+                                  pair_groups(n))  # a decoder computes each pair's prompt once
     return rewards[:n], rewards[n:]
 
 

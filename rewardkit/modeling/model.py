@@ -12,6 +12,7 @@ from torch import nn
 
 from rewardkit.encoding.tokenizers import load_tokenizer
 from rewardkit.errors import UserError
+from rewardkit.modeling import packing
 from rewardkit.modeling.fast import bert as fast_bert
 from rewardkit.modeling.fast import deberta as fast_deberta
 from rewardkit.modeling.loading import load_classifier
@@ -25,6 +26,8 @@ class RewardModel(nn.Module):
     DeBERTa-v3 models run `rewardkit.modeling.fast.deberta` and BERT, RoBERTa and ELECTRA classifiers with a cls head
     `rewardkit.modeling.fast.bert` (same weights and math, no work on padding) on right-padded batches outside
     torch.compile; `fast=False` or any other model runs transformers' own forward.
+    Causal decoders also take packed batches (`rewardkit.modeling.packing`: a prompt computed once for all its
+    answers); `share_prefix` says whether the callers that build batches (`packing.batch_for`) pack for this model.
     """
 
     def __init__(self, hf_model: nn.Module, pooling: str, fast: bool = True):
@@ -37,9 +40,12 @@ class RewardModel(nn.Module):
         self.fast = fast and fast_deberta.supports(hf_model)
         # BERT, RoBERTa, ELECTRA classifiers: rewardkit.modeling.fast.bert (their own heads, so cls pooling only)
         self.fast_bert = fast and pooling == "cls" and fast_bert.supports(hf_model)
+        self.share_prefix = pooling == "cls" and packing.supports(hf_model)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                token_type_ids: torch.Tensor | None = None, layout: packing.Layout | None = None) -> torch.Tensor:
+        if layout is not None:  # a packed batch (packing.Packed): (R, T) ids -> (N,) rewards in input order
+            return packing.packed_rewards(self.hf, input_ids, layout)
         # compiled graphs keep transformers' static-shape forward (fast_deberta's packing is data-dependent)
         if (self.fast and token_type_ids is None and not torch.compiler.is_compiling()
                 and fast_deberta.right_padded(attention_mask)):

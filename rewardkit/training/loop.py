@@ -21,9 +21,10 @@ from transformers import get_scheduler
 from rewardkit.config import TrainConfig
 from rewardkit.encoding.store import PairSubset, TokenStore
 from rewardkit.errors import UserError
-from rewardkit.modeling.batching import length_grouped_batches, pad_batch
+from rewardkit.modeling.batching import length_grouped_batches
 from rewardkit.modeling.devices import autocast
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
+from rewardkit.modeling.packing import batch_for
 from rewardkit.training import checkpoint, distributed, preemption
 from rewardkit.training.distributed import Ranks
 
@@ -155,7 +156,7 @@ def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: 
         mb = mb if len(mb) else batch[:1]
         sequences, segments = pairs.sequences(mb)
         tokens += sum(map(len, sequences))
-        inputs = pad_batch(sequences, pad_id, multiple, segments).to(device)
+        inputs = batch_for(ddp, sequences, pad_id, multiple, segments).to(device)  # decoders: packed pairs
         sync = nullcontext() if k == len(micro) - 1 or ranks.world == 1 else ddp.no_sync()
         with sync:
             with autocast(device):
