@@ -126,6 +126,10 @@ class TrainConfig(Section):
     or AMX; fp32 elsewhere), fp32 or bf16. Weights, optimizer state, score head, loss and rewards stay fp32."""
     compile: bool = False
     """torch.compile the model; sequence lengths are padded to a multiple of 64 to bound recompiles."""
+    prefix_sharing: str = "auto"
+    """auto: a causal decoder reads each pair as one packed `[prompt | chosen | rejected]` (the prompt computed once,
+    no padding work; docs/decoders.md); off: chosen and rejected as two padded sequences. Encoders and
+    train.compile always run padded."""
     checkpoint_every: int = 200
     """Optimizer steps between resumable checkpoints in .scratch/ (0 disables checkpoints)."""
     nproc_per_node: int = 1
@@ -148,7 +152,8 @@ class TrainConfig(Section):
                          "max_steps", "stats_pairs", "eval_every"),
                *within(self, "validation_fraction", 0, 1, "()"), *within(self, "warmup_ratio", 0, 1, "[)"),
                *one_of(self, "scheduler", [s.value for s in SchedulerType]),
-               *one_of(self, "device", ("auto", "cpu", "cuda")), *one_of(self, "precision", PRECISIONS)]
+               *one_of(self, "device", ("auto", "cpu", "cuda")), *one_of(self, "precision", PRECISIONS),
+               *one_of(self, "prefix_sharing", ("auto", "off"))]
         if self.batch_size % max(1, self.nproc_per_node * self.grad_accum_steps):
             out.append(f"batch_size: {self.batch_size} pairs cannot be split evenly over nproc_per_node="
                        f"{self.nproc_per_node} x grad_accum_steps={self.grad_accum_steps}")

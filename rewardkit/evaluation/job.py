@@ -33,6 +33,7 @@ from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_prec
 from rewardkit.modeling.inference import score_sequences
 from rewardkit.modeling.model import RewardModel
 from rewardkit.modeling.objective import pair_correct
+from rewardkit.modeling.packing import pair_groups
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def score_store(model: RewardModel, tokenizer, store: TokenStore, batch_size: in
     sequences, segments = store.sequences(range(n))
     with tqdm(total=2 * n, desc=desc, unit="seq", dynamic_ncols=True, disable=not progress) as bar:
         rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 2 * batch_size, device, bar, segments,
-                                  precision)
+                                  pair_groups(n), precision)  # a decoder computes each pair's prompt once
     return rewards[:n], rewards[n:]
 
 

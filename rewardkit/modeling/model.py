@@ -14,6 +14,7 @@ from torch import nn
 
 from rewardkit.encoding.tokenizers import load_tokenizer
 from rewardkit.errors import UserError
+from rewardkit.modeling import packing
 from rewardkit.modeling.devices import no_autocast
 from rewardkit.modeling.fast import bert as fast_bert
 from rewardkit.modeling.fast import deberta as fast_deberta
@@ -29,6 +30,8 @@ class RewardModel(nn.Module):
     `rewardkit.modeling.fast.bert` (same weights and math, no work on padding) on right-padded batches outside
     torch.compile; `fast=False` or any other model runs transformers' own forward.
     Whatever precision the body runs in, the score head runs in fp32 (`head_in_fp32`): rewards are fp32 numbers.
+    Causal decoders also take packed batches (`rewardkit.modeling.packing`: a prompt computed once for all its
+    answers); `share_prefix` says whether the callers that build batches (`packing.batch_for`) pack for this model.
     """
 
     def __init__(self, hf_model: nn.Module, pooling: str, fast: bool = True):
@@ -42,11 +45,16 @@ class RewardModel(nn.Module):
         self.fast = fast and fast_deberta.supports(hf_model)
         # BERT, RoBERTa, ELECTRA classifiers: rewardkit.modeling.fast.bert (their own heads, so cls pooling only)
         self.fast_bert = fast and pooling == "cls" and fast_bert.supports(hf_model)
+        self.share_prefix = pooling == "cls" and packing.supports(hf_model)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None, lengths: list[int] | None = None) -> torch.Tensor:
-        """`lengths`: each row's real tokens when the caller right-padded the rows itself (`pad_batch`); the fast
-        forwards then plan from them and read nothing back from the device (else they check the mask: a sync)."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                token_type_ids: torch.Tensor | None = None, layout: packing.Layout | None = None,
+                lengths: list[int] | None = None) -> torch.Tensor:
+        """`layout`: a packed batch (packing.Packed): (R, T) ids -> (N,) rewards in input order. `lengths`: each
+        row's real tokens when the caller right-padded the rows itself (`pad_batch`); the fast forwards then plan
+        from them and read nothing back from the device (else they check the mask: a sync)."""
+        if layout is not None:
+            return packing.packed_rewards(self.hf, input_ids, layout)
         # compiled graphs keep transformers' static-shape forward (fast_deberta's packing is data-dependent)
         packed = not torch.compiler.is_compiling() and (self.fast or self.fast_bert) and (
             lengths is not None or fast_deberta.right_padded(attention_mask))

@@ -16,6 +16,17 @@ from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_prec
 from rewardkit.modeling.inference import score_sequences
 
 
+def same_prompt_groups(prompts, n: int) -> list[list[int]]:
+    """Indices of the responses that share a prompt (all of them for one prompt: best-of-n): a decoder computes
+    that prompt once for the group (rewardkit.modeling.packing)."""
+    if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict)):
+        return [list(range(n))]
+    groups: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(repr(prompt), []).append(i)
+    return list(groups.values())
+
+
 class RewardScorer:
     """A trained reward model loaded once; `score` encodes like training and scores in length-sorted batches.
 
@@ -71,7 +82,8 @@ class RewardScorer:
         if not enc.ids:
             return torch.empty(0)
         rewards = score_sequences(self.model, enc.ids, self.tokenizer.pad_token_id, batch_size, self.device,
-                                  progress, enc.segments, self.precision)
+                                  progress, enc.segments, same_prompt_groups(prompts, len(responses)),
+                                  self.precision)
         return self.normalize(rewards) if normalize else rewards
 
     def score(self, prompts: str | Sequence[str], responses: Sequence[str], normalize: bool = False,

@@ -26,6 +26,7 @@ from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_prec
 from rewardkit.modeling.inference import score_sequences
 from rewardkit.modeling.model import RewardModel, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
+from rewardkit.modeling.packing import pair_groups
 from rewardkit.modeling.scratch import init_scratch_model
 from rewardkit.training import checkpoint, distributed, launcher
 from rewardkit.training.distributed import Ranks
@@ -111,6 +112,7 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
         tokenizer = load_saved_tokenizer(str(paths.tokenizer))
         model, tokenizer = load_base(model_cfg.name, model_cfg.pooling, cfg.seed, tokenizer)
     model.to(device)
+    model.share_prefix = model.share_prefix and cfg.prefix_sharing == "auto" and not cfg.compile
     template = input_template(model.hf.config, tokenizer)
     counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",
                                          "prompt_truncated", "response_truncated")}
@@ -149,7 +151,8 @@ def validation_metrics(model: RewardModel, pairs: PairSubset, pad_id: int, batch
     """{"val_loss", "val_accuracy"} of the validation pairs with the current weights."""
     n = len(pairs)
     sequences, segments = pairs.sequences(range(n))
-    rewards = score_sequences(model, sequences, pad_id, batch_size, device, segments=segments, precision=precision)
+    rewards = score_sequences(model, sequences, pad_id, batch_size, device, segments=segments, groups=pair_groups(n),
+                              precision=precision)
     margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32))
     return {"val_loss": bt_loss_per_pair(rewards[:n], rewards[n:], margin).mean().item(),
             "val_accuracy": pair_correct(rewards[:n], rewards[n:]).mean().item()}
@@ -168,9 +171,9 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
     model.eval()
     picked = stats_sample(len(pairs), cfg.stats_pairs)
     sequences, segments = pairs.sequences(picked)
-    rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
-                              segments=segments, precision=cfg.precision)
     n = len(picked)
+    rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
+                              segments=segments, groups=pair_groups(n), precision=cfg.precision)
     chosen, rejected = rewards[:n], rewards[n:]
     margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32)[picked])
     train_loss = bt_loss_per_pair(chosen, rejected, margin).mean().item()

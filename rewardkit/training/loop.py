@@ -21,9 +21,10 @@ from transformers import get_scheduler
 from rewardkit.config import TrainConfig
 from rewardkit.encoding.store import PairSubset, TokenStore
 from rewardkit.errors import UserError
-from rewardkit.modeling.batching import length_grouped_batches, pad_batch
+from rewardkit.modeling.batching import length_grouped_batches
 from rewardkit.modeling.devices import autocast, resolve_precision, to_device
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
+from rewardkit.modeling.packing import batch_for
 from rewardkit.training import checkpoint, distributed, preemption
 from rewardkit.training.distributed import Ranks
 
@@ -160,9 +161,9 @@ def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: 
         sequences, segments = pairs.sequences(mb)
         lengths = [len(s) for s in sequences]
         tokens += sum(lengths)
-        inputs = pad_batch(sequences, pad_id, multiple, segments).to(device)
+        inputs = batch_for(ddp, sequences, pad_id, multiple, segments).to(device)  # decoders: packed pairs
         # compiled graphs would guard on (and recompile for) the list's values; they read no lengths anyway
-        known = {} if cfg.compile else {"lengths": lengths}
+        known = {} if cfg.compile or inputs.attention_mask is None else {"lengths": lengths}
         sync = nullcontext() if k == len(micro) - 1 or ranks.world == 1 else ddp.no_sync()
         with sync:
             with autocast(device, cfg.precision):
