@@ -121,7 +121,7 @@ class TrainConfig(Section):
     """Seed for initialisation (scratch bases and the new head) and batch order."""
     device: str = "auto"
     """auto (cuda when present), cpu or cuda."""
-    precision: str = "auto"
+    precision: str = "fp32"
     """auto (bf16 autocast where the device has native bf16: CUDA compute capability >= 8.0, CPUs with AVX512-BF16
     or AMX; fp32 elsewhere), fp32 or bf16. Weights, optimizer state, score head, loss and rewards stay fp32."""
     compile: bool = False
@@ -169,7 +169,7 @@ class EvaluateConfig(Section):
     """Pairs per inference batch (batches are length-sorted)."""
     calibration_bins: int = 10
     """Equal-width confidence bins for ECE and the calibration curve."""
-    precision: str = "auto"
+    precision: str = "fp32"
     """auto, fp32 or bf16 (as train.precision): the precision the model's body scores in; rewards are fp32."""
     extra_sets: dict = dataclasses.field(default_factory=dict)
     """Extra evaluation sets, {name: path} or {name: {path, scoring}}: files (any format validate accepts) under

@@ -1,7 +1,7 @@
 """Serve a trained reward model over HTTP with dynamic batching, for RLHF loops (OpenRLHF, TRL, your own).
 
     python -m stages.serve --model models/reward_model [--host 127.0.0.1] [--port 8000] [--api-key-file F] \\
-        [--max-batch-tokens N] [--max-wait-ms M] [--max-pairs N] [--device auto] [--precision auto]
+        [--max-batch-tokens N] [--max-wait-ms M] [--max-pairs N] [--device auto] [--precision fp32]
 
 Endpoints: POST /score, POST /score_pairs, POST /get_reward (OpenRLHF's --remote_rm_url), GET /health,
 GET /metrics (see rewardkit/server.py). Binding anything but a loopback address needs --api-key-file; clients then
@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout-s", type=float, default=60.0, help="on SIGTERM, how long in-flight requests "
                                                                        "may take (default 60)")
     p.add_argument("--device", default="auto", help="auto (cuda when visible), cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="the model body's: auto (bf16 where the device has native bf16), fp32 or bf16")
     return p
 

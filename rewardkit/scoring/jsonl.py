@@ -106,7 +106,7 @@ def add_rewards(scorer: RewardScorer, rows: list[dict], fields: tuple[str, ...],
 
 
 def score_file(model_dir: Path, source: Path, output: Path, batch_size: int = 64, normalize: bool = False,
-               device: str = "auto", precision: str = "auto") -> int:
+               device: str = "auto", precision: str = "fp32") -> int:
     """Score every row of `source` into `output`; returns the number of rows."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")

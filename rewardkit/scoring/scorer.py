@@ -35,14 +35,14 @@ class RewardScorer:
         best = candidates[max(range(len(rewards)), key=rewards.__getitem__)]
     """
 
-    def __init__(self, model, tokenizer, meta: dict, device: torch.device, precision: str = "auto"):
+    def __init__(self, model, tokenizer, meta: dict, device: torch.device, precision: str = "fp32"):
         self.model, self.tokenizer, self.meta, self.device = model, tokenizer, meta, device
         self.precision = resolve_precision(precision, device)
         """fp32 or bf16: the model body's precision (the score head and the rewards are fp32 either way)."""
         self.template = input_template(model.hf.config, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, device: str = "auto", precision: str = "auto") -> RewardScorer:
+    def from_pretrained(cls, model_dir: str | Path, device: str = "auto", precision: str = "fp32") -> RewardScorer:
         """`precision`: auto (bf16 where the device has native bf16), fp32 or bf16."""
         torch_device = resolve_device(device)
         enable_tf32(torch_device)

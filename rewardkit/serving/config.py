@@ -45,7 +45,7 @@ class ServeConfig:
     """Texts cut from the end of OpenRLHF responses: the policy's end-of-turn tokens, e.g. "<|im_end|>"."""
     device: str = "auto"
     """auto (cuda when visible), cpu, cuda or cuda:N."""
-    precision: str = "auto"
+    precision: str = "fp32"
     """auto (bf16 where the device has native bf16), fp32 or bf16: the model body's; rewards are fp32."""
     drain_timeout_s: float = 60.0
     """On SIGTERM, how long in-flight requests may take before they are cancelled."""

@@ -36,9 +36,9 @@ def gradients_of_one_step(work, tiny_base, params: dict, grad_accum_steps: int) 
     model, tokenizer = load_base(str(tiny_base), "cls", cfg.seed)
     sizes = []
 
-    def forward(*inputs):
+    def forward(*inputs, **kwargs):
         sizes.append(inputs[0].shape[0] // 2)
-        return model(*inputs)
+        return model(*inputs, **kwargs)
 
     margin = torch.from_numpy(store.margin)
     sums, _ = loop.accumulate_gradients(model, forward, store, np.arange(8), margin, cfg, torch.device("cpu"),
@@ -115,9 +115,9 @@ def test_compile_traces_transformers_forward_at_lengths_padded_to_64(tmp_path, t
     from rewardkit.modeling.fast import deberta as fast_deberta
 
     compiled, widths, fast_calls = [], [], []
-    real_compile, real_pad, real_fast = torch.compile, loop.pad_batch, fast_deberta.rewards
+    real_compile, real_pad, real_fast = torch.compile, loop.batch_for, fast_deberta.rewards
     monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or real_compile(m, backend="eager"))
-    monkeypatch.setattr(loop, "pad_batch", lambda *a, **kw: widths.append((b := real_pad(*a, **kw)).input_ids.shape[1])
+    monkeypatch.setattr(loop, "batch_for", lambda *a, **kw: widths.append((b := real_pad(*a, **kw)).input_ids.shape[1])
                         or b)
     monkeypatch.setattr(fast_deberta, "rewards", lambda *a, **kw: fast_calls.append(1) or real_fast(*a, **kw))
     runs, seen = {}, {}
