@@ -131,6 +131,9 @@ class TrainConfig(Section):
     stats_pairs: int = 20000
     """Training pairs scored with the final weights for the training metrics and the reward mean/std (all of them
     when there are fewer; else this many, evenly spaced)."""
+    gradient_checkpointing: bool = False
+    """Recompute each transformer layer's activations in backward instead of keeping them (transformers' forward
+    and the fast ones alike): much less activation memory for about one more forward per step."""
 
     def check(self) -> list[str]:
         from transformers.trainer_utils import SchedulerType

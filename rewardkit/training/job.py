@@ -26,7 +26,7 @@ from rewardkit.modeling.inference import score_sequences
 from rewardkit.modeling.model import RewardModel, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.modeling.scratch import init_scratch_model
-from rewardkit.training import checkpoint, distributed, launcher
+from rewardkit.training import checkpoint, distributed, launcher, memory
 from rewardkit.training.distributed import Ranks
 from rewardkit.training.loop import optimize
 from rewardkit.training.run_key import run_key
@@ -107,6 +107,8 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     else:
         tokenizer = load_saved_tokenizer(str(paths.tokenizer))
         model, tokenizer = load_base(model_cfg.name, model_cfg.pooling, cfg.seed, tokenizer)
+    if cfg.gradient_checkpointing:
+        memory.enable_activation_checkpointing(model)
     model.to(device)
     template = input_template(model.hf.config, tokenizer)
     counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",

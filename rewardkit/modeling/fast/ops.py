@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -98,9 +99,11 @@ def layer_step(layer: nn.Module, step, *args):
 
 def run_step(layer: nn.Module, step, *args):
     """`step(layer, *args)`, recomputed in backward instead of keeping its activations when the layer checkpoints
-    (transformers' per-layer `gradient_checkpointing` flag, set by `activation_checkpointing_enable`), in training."""
+    (transformers' per-layer `gradient_checkpointing` flag and checkpoint function, set by
+    `activation_checkpointing_enable`), in training, as transformers' own layer forward does."""
     if getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled():
-        return checkpoint(step, layer, *args, use_reentrant=False)
+        checkpointed = getattr(layer, "_gradient_checkpointing_func", None) or partial(checkpoint, use_reentrant=False)
+        return checkpointed(step, layer, *args)
     return step(layer, *args)
 
 
