@@ -3,6 +3,7 @@ what a consumer needs to score as training did (max length, truncation policy, p
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from rewardkit.errors import UserError
@@ -11,15 +12,21 @@ from rewardkit.modeling.loading import load_hf_classifier
 from rewardkit.modeling.model import RewardModel, disable_dropout
 
 META_FILE = "reward_model.json"
+ADAPTER_DIR = "adapter"
+"""Where, inside a model directory, a LoRA adapter trained for it is (peft's adapter_config.json and weights): a
+subdirectory, since transformers reads an adapter_config.json beside config.json as an adapter to load with peft."""
 
 
-def save_artifact(model: RewardModel, tokenizer, out_dir: str | Path, meta: dict) -> None:
-    """Write the model directory atomically, as one directory."""
+def save_artifact(model: RewardModel, tokenizer, out_dir: str | Path, meta: dict, adapter: Path | None = None) -> None:
+    """Write the model directory atomically, as one directory; `adapter`: a peft adapter directory to put in it
+    as ADAPTER_DIR."""
     # native_os_errors: safetensors and tokenizers write in Rust, and report a full disk as their own exceptions
     with atomic_path(out_dir, is_dir=True) as tmp, native_os_errors(out_dir):
         model.hf.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if adapter is not None:
+            shutil.copytree(adapter, tmp / ADAPTER_DIR)
 
 
 def load_artifact(model_dir: str | Path) -> tuple[RewardModel, object, dict]:

@@ -3,8 +3,10 @@ artifact, the training metrics (one pass over the training pairs, or an even sam
 with the final weights) and the training curve."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from rewardkit.modeling.inference import score_sequences
 from rewardkit.modeling.model import RewardModel, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.modeling.scratch import init_scratch_model
-from rewardkit.training import checkpoint, distributed, launcher, memory
+from rewardkit.training import checkpoint, distributed, launcher, lora, memory
 from rewardkit.training.distributed import Ranks
 from rewardkit.training.loop import optimize
 from rewardkit.training.run_key import run_key
@@ -98,17 +100,7 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
                        ranks: Ranks) -> None:
     pairs = open_store(paths, model_cfg, cfg)
     key = run_key(inputs_sha256(paths, model_cfg), model_cfg, cfg)
-    if model_cfg.name in SCRATCH_BASES:  # random init for the tokenizer trained on the training split
-        base_dir = paths.scratch / "base" / key
-        if ranks.is_main:
-            init_scratch_model(model_cfg.name, paths.tokenizer, base_dir, cfg.seed)
-        distributed.barrier(ranks)
-        model, tokenizer = load_base(str(base_dir), model_cfg.pooling, cfg.seed)
-    else:
-        tokenizer = load_saved_tokenizer(str(paths.tokenizer))
-        model, tokenizer = load_base(model_cfg.name, model_cfg.pooling, cfg.seed, tokenizer)
-    if cfg.gradient_checkpointing:
-        memory.enable_activation_checkpointing(model)
+    model, tokenizer, adapted = prepare_model(paths, model_cfg, cfg, key, ranks)
     model.to(device)
     template = input_template(model.hf.config, tokenizer)
     counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",
@@ -121,11 +113,50 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
         lambda: validation_metrics(model, validation, tokenizer.pad_token_id, 4 * cfg.batch_size, device))
     curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate)
     if ranks.is_main:
+        adapter = None
+        if adapted is not None:  # the adapter saved, then merged: the artifact is a plain classifier
+            adapter = paths.scratch / "adapter" / key
+            lora.release(model, adapted, adapter, model_cfg.name)
         write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device,
-                      {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})})
+                      {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})},
+                      adapter)
         checkpoint.remove(ckpt_dir)
+        if adapter is not None:
+            shutil.rmtree(adapter)
     # no barrier here: the other ranks may exit while rank 0 scores and saves, which on a large training set
     # can outlast NCCL's 10-minute collective timeout
+
+
+def prepare_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, key: str, ranks: Ranks):
+    """(the model to train, its tokenizer, peft's model or None): the base with a new head, LoRA adapters with
+    train.lora, activation checkpointing with train.gradient_checkpointing."""
+    if model_cfg.name in SCRATCH_BASES:  # random init for the tokenizer trained on the training split
+        base_dir = paths.scratch / "base" / key
+        if ranks.is_main:
+            init_scratch_model(model_cfg.name, paths.tokenizer, base_dir, cfg.seed)
+        distributed.barrier(ranks)
+        model, tokenizer = load_base(str(base_dir), model_cfg.pooling, cfg.seed)
+    else:
+        tokenizer = load_saved_tokenizer(str(paths.tokenizer))
+        model, tokenizer = load_base(model_cfg.name, model_cfg.pooling, cfg.seed, tokenizer)
+    adapted = apply_lora(model, cfg, ranks)
+    if cfg.gradient_checkpointing:
+        memory.enable_activation_checkpointing(model)
+    return model, tokenizer, adapted
+
+
+def apply_lora(model: RewardModel, cfg: TrainConfig, ranks: Ranks):
+    """With train.lora.r > 0: adapters on the body, the head trained fully (rewardkit.training.lora); returns
+    peft's model, or None."""
+    settings = cfg.lora_settings()
+    if not settings.r:
+        return None
+    adapted = lora.apply_lora(model, settings)
+    if ranks.is_main:
+        trainable, total = lora.trainable_parameters(model)
+        print(f"LoRA r={settings.r}: training {trainable:,} of {total:,} parameters "
+              f"({100 * trainable / total:.2f}%; the head in full)", file=sys.stderr)
+    return adapted
 
 
 def carve_validation(pairs: TokenStore, cfg: TrainConfig) -> tuple[TokenStore | PairSubset, PairSubset | None]:
@@ -159,9 +190,9 @@ def stats_sample(n: int, limit: int) -> np.ndarray:
 
 def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: PairTemplate, pairs: TokenStore,
                   curve: list[dict], model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
-                  counts: dict) -> None:
-    """Score the training pairs (or a sample) with the final weights, then write the artifact, the curve and the
-    metrics."""
+                  counts: dict, adapter: Path | None = None) -> None:
+    """Score the training pairs (or a sample) with the final weights, then write the artifact (with the LoRA
+    `adapter` directory in it, when there is one), the curve and the metrics."""
     model.eval()
     picked = stats_sample(len(pairs), cfg.stats_pairs)
     sequences, segments = pairs.sequences(picked)
@@ -177,7 +208,9 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
             "rendering": pairs.meta["rendering"], "tokenizer_sha256": pairs.meta["tokenizer_sha256"],
             "data_sha256": pairs.meta["source_sha256"], "reward_mean": rewards.mean().item(),
             "reward_std": rewards.std().item()}
-    save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8))
+    if adapter is not None:
+        meta["lora"] = dataclasses.asdict(cfg.lora_settings())
+    save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8), adapter)
     write_csv(paths.curve, round_floats(curve, 8), CURVE_FIELDS)
     validation = [r for r in curve if "val_loss" in r]
     write_csv(paths.validation_curve, round_floats(validation, 8), VALIDATION_FIELDS)

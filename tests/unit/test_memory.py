@@ -34,7 +34,17 @@ MODELS = {  # name: (builder of a RewardModel, inputs, whether a fast forward ru
                              test_fast_deberta.batch, False),
     "bert-fast": (lambda: RewardModel(test_fast_bert.tiny_model(), "cls"), test_fast_bert.batch, True),
     "llama-transformers": (lambda: RewardModel(tiny_llama(), "cls"), test_fast_deberta.batch, False),
+    "deberta-lora-fast": (lambda: with_lora(RewardModel(test_fast_deberta.tiny_model(), "cls")),
+                          test_fast_deberta.batch, True),
 }
+
+
+def with_lora(model: RewardModel) -> RewardModel:
+    from rewardkit.config import LoraSettings
+    from rewardkit.training.lora import apply_lora
+
+    apply_lora(model, LoraSettings(r=4))
+    return model
 
 
 def rewards_grads_and_saved_bytes(model: RewardModel, inputs):
