@@ -94,6 +94,7 @@ def _looks_like_hub_id(name: str) -> bool:
     return ok and 1 <= len(parts) <= 2 and not name.startswith(("/", "./", "../"))
 
 
+STRATEGIES = ("ddp", "fsdp")  # rewardkit.training.fsdp
 LORA_DEFAULTS = {"r": 0, "alpha": 16.0, "dropout": 0.0, "target_modules": "all-linear"}
 
 
@@ -181,6 +182,9 @@ class TrainConfig(Section):
     stats_pairs: int = 20000
     """Training pairs scored with the final weights for the training metrics and the reward mean/std (all of them
     when there are fewer; else this many, evenly spaced)."""
+    strategy: str = "ddp"
+    """ddp: every process holds the whole model (DistributedDataParallel over several); fsdp: parameters,
+    gradients and optimizer state sharded over the processes (FSDP2), for bases too big for one device."""
     gradient_checkpointing: bool = False
     """Recompute each transformer layer's activations in backward instead of keeping them (transformers' forward
     and the fast ones alike): much less activation memory for about one more forward per step."""
@@ -201,12 +205,15 @@ class TrainConfig(Section):
                          "max_steps", "stats_pairs", "eval_every"),
                *within(self, "validation_fraction", 0, 1, "()"), *within(self, "warmup_ratio", 0, 1, "[)"),
                *one_of(self, "scheduler", [s.value for s in SchedulerType]),
-               *one_of(self, "device", ("auto", "cpu", "cuda"))]
+               *one_of(self, "device", ("auto", "cpu", "cuda")), *one_of(self, "strategy", STRATEGIES)]
         if self.batch_size % max(1, self.nproc_per_node * self.grad_accum_steps):
             out.append(f"batch_size: {self.batch_size} pairs cannot be split evenly over nproc_per_node="
                        f"{self.nproc_per_node} x grad_accum_steps={self.grad_accum_steps}")
         if not self.lr > 0:
             out.append(f"lr: must be positive, got {self.lr}")
+        if self.strategy == "fsdp" and self.eval_every:
+            out.append("eval_every: validation during training is not available with train.strategy=fsdp; set "
+                       "train.eval_every=0 (the evaluate stage still scores the eval split)")
         return out + lora_problems(self.lora)
 
 

@@ -25,10 +25,10 @@ from rewardkit.io import directory_sha256, file_sha256, round_floats, write_csv,
 from rewardkit.modeling.artifact import save_artifact
 from rewardkit.modeling.devices import enable_tf32, resolve_device
 from rewardkit.modeling.inference import score_sequences
-from rewardkit.modeling.model import RewardModel, load_base
+from rewardkit.modeling.model import RewardModel, disable_dropout, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.modeling.scratch import init_scratch_model
-from rewardkit.training import checkpoint, distributed, launcher, lora, memory
+from rewardkit.training import checkpoint, distributed, fsdp, launcher, lora, memory, sharded_checkpoint
 from rewardkit.training.distributed import Ranks
 from rewardkit.training.loop import optimize
 from rewardkit.training.run_key import run_key
@@ -57,6 +57,8 @@ def train_stage(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, ent
     """Run training in this process, or, with nproc_per_node > 1 outside torchrun, relaunch `python -m
     entry_module *argv` under torchrun; returns the exit code."""
     device = resolve_device(cfg.device)  # before a relaunch: a bad device is reported once, not by every rank
+    fsdp.check_world(cfg.strategy, int(os.environ["WORLD_SIZE"]) if distributed.under_torchrun()
+                     else cfg.nproc_per_node)
     if cfg.nproc_per_node > 1 and not distributed.under_torchrun():
         return launcher.relaunch_under_torchrun(cfg.nproc_per_node, entry_module, argv, device)
     enable_tf32(device)
@@ -102,6 +104,8 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     key = run_key(inputs_sha256(paths, model_cfg), model_cfg, cfg)
     model, tokenizer, adapted = prepare_model(paths, model_cfg, cfg, key, ranks)
     model.to(device)
+    if cfg.strategy == "fsdp":
+        fsdp.shard(model, device, ranks)
     template = input_template(model.hf.config, tokenizer)
     counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",
                                          "prompt_truncated", "response_truncated")}
@@ -112,6 +116,9 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     validate = None if validation is None else (
         lambda: validation_metrics(model, validation, tokenizer.pad_token_id, 4 * cfg.batch_size, device))
     curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate)
+    if fsdp.is_sharded(model):  # every rank sends its shards; rank 0 scores and saves a plain copy, as with ddp
+        model, adapted = fsdp.gather_plain(model, ranks, lambda: skeleton(model, cfg))
+        model = model.to(device) if model is not None else None
     if ranks.is_main:
         adapter = None
         if adapted is not None:  # the adapter saved, then merged: the artifact is a plain classifier
@@ -120,7 +127,7 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
         write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device,
                       {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})},
                       adapter)
-        checkpoint.remove(ckpt_dir)
+        (sharded_checkpoint if cfg.strategy == "fsdp" else checkpoint).remove(ckpt_dir)
         if adapter is not None:
             shutil.rmtree(adapter)
     # no barrier here: the other ranks may exit while rank 0 scores and saves, which on a large training set
@@ -143,6 +150,17 @@ def prepare_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, k
     if cfg.gradient_checkpointing:
         memory.enable_activation_checkpointing(model)
     return model, tokenizer, adapted
+
+
+def skeleton(model: RewardModel, cfg: TrainConfig) -> tuple[RewardModel, object]:
+    """`model`'s architecture on the meta device (no memory), with its LoRA layers: what a gathered sharded model
+    is loaded into. Returns it and peft's model (None without LoRA)."""
+    with torch.device("meta"):
+        hf = type(model.hf)(model.hf.config)
+        disable_dropout(hf)
+        plain = RewardModel(hf, model.pooling)
+        adapted = lora.apply_lora(plain, cfg.lora_settings()) if cfg.lora_settings().r else None
+    return plain, adapted
 
 
 def apply_lora(model: RewardModel, cfg: TrainConfig, ranks: Ranks):

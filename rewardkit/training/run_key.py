@@ -22,6 +22,8 @@ def run_key(data_sha256: str, *configs) -> str:
     fields = {}
     for cfg in configs:
         fields[cfg.section] = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
+        if getattr(cfg, "strategy", None) == "fsdp":  # its checkpoints reshard: resumable with another count
+            fields[cfg.section].pop("nproc_per_node")
     blob = json.dumps({"data": data_sha256, "code": code_fingerprint(), "packages": package_versions(), **fields},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
