@@ -112,3 +112,15 @@ def test_bad_strategy_settings_stop_with_one_line_naming_the_key(params, problem
     with pytest.raises(UserError) as raised:
         TrainConfig(**params)
     assert problem in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_the_run_key_of_fsdp_leaves_the_process_count_out_so_its_checkpoints_reshard():
+    from rewardkit.config import ModelConfig
+    from rewardkit.training.run_key import run_key
+
+    def key(**train):
+        return run_key("data", ModelConfig(name="scratch-tiny"), TrainConfig(**train))
+
+    assert key(strategy="fsdp", nproc_per_node=2) == key(strategy="fsdp", nproc_per_node=4)
+    assert key(strategy="ddp", nproc_per_node=2) != key(strategy="ddp", nproc_per_node=4)  # DDP's do not
+    assert key(strategy="fsdp", nproc_per_node=2) != key(strategy="ddp", nproc_per_node=2)
