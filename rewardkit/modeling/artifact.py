@@ -7,7 +7,10 @@ import shutil
 from pathlib import Path
 
 from rewardkit.errors import UserError
+import torch
+
 from rewardkit.io import atomic_path, native_os_errors
+from rewardkit.modeling.fitting import load_dtype
 from rewardkit.modeling.loading import load_hf_classifier
 from rewardkit.modeling.model import RewardModel, disable_dropout
 
@@ -29,12 +32,14 @@ def save_artifact(model: RewardModel, tokenizer, out_dir: str | Path, meta: dict
             shutil.copytree(adapter, tmp / ADAPTER_DIR)
 
 
-def load_artifact(model_dir: str | Path) -> tuple[RewardModel, object, dict]:
+def load_artifact(model_dir: str | Path, device: torch.device | None = None) -> tuple[RewardModel, object, dict]:
     """A trained reward model directory -> (RewardModel in eval mode, tokenizer, metadata). A missing or damaged
-    directory stops with one line naming the file (`check_model_dir`)."""
+    directory stops with one line naming the file (`check_model_dir`). `device`: where it will run; when its fp32
+    weights do not fit there, it is loaded in bf16, and the user told (`rewardkit.modeling.fitting`)."""
     meta = check_model_dir(Path(model_dir))
+    dtype = load_dtype(Path(model_dir), device) if device is not None else None
     try:
-        model, tokenizer = load_hf_classifier(str(model_dir))
+        model, tokenizer = load_hf_classifier(str(model_dir), dtype=dtype)
     except (UserError, OSError):
         raise
     except Exception as e:  # the files passed the checks, yet transformers cannot build the model from them

@@ -32,7 +32,7 @@ class RewardScorer:
     def from_pretrained(cls, model_dir: str | Path, device: str = "auto") -> RewardScorer:
         torch_device = resolve_device(device)
         enable_tf32(torch_device)
-        model, tokenizer, meta = load_artifact(model_dir)
+        model, tokenizer, meta = load_artifact(model_dir, torch_device)
         return cls(model.to(torch_device), tokenizer, meta, torch_device)
 
     def encode(self, prompts: str | Sequence[str], responses: Sequence[str]) -> list[list[int]]:
