@@ -18,6 +18,10 @@ from rewardkit.params import (  # noqa: F401  (stages load from here)
     within,
 )
 
+PRECISIONS = ("auto", "fp32", "bf16")
+"""The values of every precision setting (train.precision, evaluate.precision, score's and serve's --precision);
+rewardkit.modeling.devices.resolve_precision says what each means on a device."""
+
 
 @dataclass(frozen=True)
 class DataConfig(Section):
@@ -167,9 +171,16 @@ class TrainConfig(Section):
     seed: int = 42
     """Seed for initialisation (scratch bases and the new head) and batch order."""
     device: str = "auto"
-    """auto (cuda when present), cpu or cuda. CUDA trains with bf16 autocast, CPU in fp32."""
+    """auto (cuda when present), cpu or cuda."""
+    precision: str = "fp32"
+    """auto (bf16 autocast where the device has native bf16: CUDA compute capability >= 8.0, CPUs with AVX512-BF16
+    or AMX; fp32 elsewhere), fp32 or bf16. Weights, optimizer state, score head, loss and rewards stay fp32."""
     compile: bool = False
     """torch.compile the model; sequence lengths are padded to a multiple of 64 to bound recompiles."""
+    prefix_sharing: str = "auto"
+    """auto: a causal decoder reads each pair as one packed `[prompt | chosen | rejected]` (the prompt computed once,
+    no padding work; docs/decoders.md); off: chosen and rejected as two padded sequences. Encoders and
+    train.compile always run padded."""
     checkpoint_every: int = 200
     """Optimizer steps between resumable checkpoints in .scratch/ (0 disables checkpoints)."""
     nproc_per_node: int = 1
@@ -205,7 +216,8 @@ class TrainConfig(Section):
                          "max_steps", "stats_pairs", "eval_every"),
                *within(self, "validation_fraction", 0, 1, "()"), *within(self, "warmup_ratio", 0, 1, "[)"),
                *one_of(self, "scheduler", [s.value for s in SchedulerType]),
-               *one_of(self, "device", ("auto", "cpu", "cuda")), *one_of(self, "strategy", STRATEGIES)]
+               *one_of(self, "device", ("auto", "cpu", "cuda")), *one_of(self, "precision", PRECISIONS),
+               *one_of(self, "prefix_sharing", ("auto", "off")), *one_of(self, "strategy", STRATEGIES)]
         if self.batch_size % max(1, self.nproc_per_node * self.grad_accum_steps):
             out.append(f"batch_size: {self.batch_size} pairs cannot be split evenly over nproc_per_node="
                        f"{self.nproc_per_node} x grad_accum_steps={self.grad_accum_steps}")
@@ -224,11 +236,15 @@ class EvaluateConfig(Section):
     """Pairs per inference batch (batches are length-sorted)."""
     calibration_bins: int = 10
     """Equal-width confidence bins for ECE and the calibration curve."""
+    precision: str = "fp32"
+    """auto, fp32 or bf16 (as train.precision): the precision the model's body scores in; rewards are fp32."""
     extra_sets: dict = dataclasses.field(default_factory=dict)
-    """Extra evaluation sets, {name: path}: files (any format validate accepts) under eval_sets/, each validated,
-    scored and reported under extra_sets.<name> in metrics/eval.json."""
+    """Extra evaluation sets, {name: path} or {name: {path, scoring}}: files (any format validate accepts) under
+    eval_sets/, each validated, scored per answer and reported under extra_sets.<name> in metrics/eval.json, with
+    the benchmark's own rule (scoring: auto | rmbench | rewardbench2 | pairs; checked by evaluation.extra_sets)."""
 
     def check(self) -> list[str]:
-        return [*at_least(self, 1, "batch_size"), *within(self, "calibration_bins", 2, 100)]
+        return [*at_least(self, 1, "batch_size"), *within(self, "calibration_bins", 2, 100),
+                *one_of(self, "precision", PRECISIONS)]
 
 

@@ -187,7 +187,8 @@ def evaluate_paths(work: Path):
 
     p = _paths("evaluate", work)
     return EvaluatePaths(p["store"], p["model"], p["release"], p["scores"], p["metrics"], p["histogram"],
-                         p["calibration"], p["groups"], p["extra_dir"], p["extra_out"])
+                         p["calibration"], p["groups"], p["extra_dir"], p["extra_out"], p["length_buckets"],
+                         p["eval_rows"], p["report"])
 
 
 def write_params(directory: Path, sections: dict[str, dict]) -> Path:

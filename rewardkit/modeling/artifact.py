@@ -12,7 +12,7 @@ import torch
 from rewardkit.io import atomic_path, native_os_errors
 from rewardkit.modeling.fitting import load_dtype
 from rewardkit.modeling.loading import load_hf_classifier
-from rewardkit.modeling.model import RewardModel, disable_dropout
+from rewardkit.modeling.model import RewardModel, disable_dropout, score_head
 
 META_FILE = "reward_model.json"
 ADAPTER_DIR = "adapter"
@@ -45,6 +45,8 @@ def load_artifact(model_dir: str | Path, device: torch.device | None = None) -> 
     except Exception as e:  # the files passed the checks, yet transformers cannot build the model from them
         raise damaged(Path(model_dir), f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
     disable_dropout(model)
+    if dtype is not None and (head := score_head(model)) is not None:
+        head.float()  # the body in bf16, the score head as everywhere in fp32 (rewardkit.modeling.model.FP32Head)
     return RewardModel(model, meta["pooling"]).eval(), tokenizer, meta
 
 

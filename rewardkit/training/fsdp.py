@@ -3,9 +3,9 @@ processes, one unit per transformer block, then the root (embeddings and head); 
 and all-gathers a unit's weights only while it runs (forward, and again in backward).
 
 Same global-batch semantics as DDP: FSDP's reduce-scatter averages the gradients over ranks as DDP's all-reduce
-does, so the loop's per-pair weights give the exact mean over the global batch either way. A bf16 device
-(`bf16_policy`) gets FSDP's mixed-precision policy: bf16 weights for compute, fp32 gradient reduction, fp32 master
-weights. The fast forwards (rewardkit.modeling.fast) call their layers through `ops.layer_step`, registered here as
+does, so the loop's per-pair weights give the exact mean over the global batch either way.
+train.precision=bf16 gets FSDP's mixed-precision policy: bf16 weights for compute, fp32 gradient reduction, fp32
+master weights (the score head stays fp32, a unit of its own). The fast forwards (rewardkit.modeling.fast) call their layers through `ops.layer_step`, registered here as
 each unit's second forward method, so their weights are gathered too.
 
 At the end the full model is gathered on rank 0 (`gather_plain`: `get_model_state_dict(full_state_dict=True,
@@ -27,7 +27,7 @@ from torch.distributed.tensor import DTensor
 
 from rewardkit.errors import UserError
 from rewardkit.modeling.fast.ops import LAYER_STEP, run_step
-from rewardkit.modeling.model import RewardModel
+from rewardkit.modeling.model import RewardModel, score_head
 from rewardkit.training.distributed import Ranks
 
 
@@ -51,11 +51,6 @@ def transformer_blocks(hf_model: nn.Module) -> list[nn.Module]:
     return blocks
 
 
-def bf16_policy(device: torch.device) -> bool:
-    """Whether the run computes in bf16: CUDA with bf16 (as rewardkit.modeling.devices.autocast decides)."""
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-
 def mixed_precision(bf16: bool) -> MixedPrecisionPolicy:
     """bf16 compute with fp32 reduction (master weights stay fp32 in the sharded parameters), or fp32 throughout."""
     if not bf16:
@@ -63,11 +58,12 @@ def mixed_precision(bf16: bool) -> MixedPrecisionPolicy:
     return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
 
 
-def shard(model: RewardModel, device: torch.device, ranks: Ranks) -> RewardModel:
-    """Shard `model` (on `device`) in place over all ranks: each transformer block a unit, then the root. Build the
-    optimizer after this: the parameters become DTensors."""
+def shard(model: RewardModel, device: torch.device, ranks: Ranks, bf16: bool) -> RewardModel:
+    """Shard `model` (on `device`) in place over all ranks: each transformer block a unit, then the root; `bf16`
+    (train.precision): the bf16 policy, the score head a unit of its own kept in fp32 (rewardkit.modeling.model's
+    FP32Head: rewards are not rounded to bf16). Build the optimizer after this: the parameters become DTensors."""
     mesh = init_device_mesh(device.type, (ranks.world,))
-    policy = mixed_precision(bf16_policy(device))
+    policy = mixed_precision(bf16)
     blocks = transformer_blocks(model.hf)
     if not blocks:
         raise UserError(f"train.strategy=fsdp: found no transformer layers to shard in {type(model.hf).__name__}; "
@@ -77,6 +73,9 @@ def shard(model: RewardModel, device: torch.device, ranks: Ranks) -> RewardModel
         # the fast forwards run a block through this method, not block.forward: FSDP must gather around it too
         setattr(block, LAYER_STEP, MethodType(run_step, block))
         register_fsdp_forward_method(block, LAYER_STEP)
+    head = score_head(model.hf)
+    if bf16 and head is not None:
+        fully_shard(head, mesh=mesh, mp_policy=mixed_precision(False))
     fully_shard(model, mesh=mesh, mp_policy=policy)
     return model
 

@@ -23,10 +23,11 @@ from rewardkit.encoding.tokenizers import load_saved_tokenizer
 from rewardkit.errors import UserError
 from rewardkit.io import directory_sha256, file_sha256, round_floats, write_csv, write_json
 from rewardkit.modeling.artifact import save_artifact
-from rewardkit.modeling.devices import enable_tf32, resolve_device
+from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_precision
 from rewardkit.modeling.inference import score_sequences
 from rewardkit.modeling.model import RewardModel, disable_dropout, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
+from rewardkit.modeling.packing import pair_groups
 from rewardkit.modeling.scratch import init_scratch_model
 from rewardkit.training import checkpoint, distributed, fsdp, launcher, lora, memory, sharded_checkpoint
 from rewardkit.training.distributed import Ranks
@@ -100,21 +101,26 @@ def open_store(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig) -> T
 
 def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
                        ranks: Ranks) -> None:
+    # auto resolved once: the run key, the loop, the scoring passes and the recorded metadata all see fp32 or bf16
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     pairs = open_store(paths, model_cfg, cfg)
     key = run_key(inputs_sha256(paths, model_cfg), model_cfg, cfg)
     model, tokenizer, adapted = prepare_model(paths, model_cfg, cfg, key, ranks)
     model.to(device)
+    model.share_prefix = model.share_prefix and cfg.prefix_sharing == "auto" and not cfg.compile
     if cfg.strategy == "fsdp":
-        fsdp.shard(model, device, ranks)
+        fsdp.shard(model, device, ranks, bf16=cfg.precision == "bf16")
     template = input_template(model.hf.config, tokenizer)
     counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",
                                          "prompt_truncated", "response_truncated")}
     if ranks.is_main:
-        print(f"training on {len(pairs)} pairs ({counts}) on {device} x{ranks.world}", file=sys.stderr)
+        print(f"training on {len(pairs)} pairs ({counts}) on {device} x{ranks.world} in {cfg.precision}",
+              file=sys.stderr)
     ckpt_dir = paths.scratch / "train" / key
     training, validation = carve_validation(pairs, cfg)
     validate = None if validation is None else (
-        lambda: validation_metrics(model, validation, tokenizer.pad_token_id, 4 * cfg.batch_size, device))
+        lambda: validation_metrics(model, validation, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
+                                   cfg.precision))
     curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate)
     if fsdp.is_sharded(model):  # every rank sends its shards; rank 0 scores and saves a plain copy, as with ddp
         model, adapted = fsdp.gather_plain(model, ranks, lambda: skeleton(model, cfg))
@@ -159,6 +165,7 @@ def skeleton(model: RewardModel, cfg: TrainConfig) -> tuple[RewardModel, object]
         hf = type(model.hf)(model.hf.config)
         disable_dropout(hf)
         plain = RewardModel(hf, model.pooling)
+        plain.share_prefix = model.share_prefix
         adapted = lora.apply_lora(plain, cfg.lora_settings()) if cfg.lora_settings().r else None
     return plain, adapted
 
@@ -191,11 +198,12 @@ def carve_validation(pairs: TokenStore, cfg: TrainConfig) -> tuple[TokenStore | 
 
 
 def validation_metrics(model: RewardModel, pairs: PairSubset, pad_id: int, batch_size: int,
-                       device: torch.device) -> dict:
+                       device: torch.device, precision: str) -> dict:
     """{"val_loss", "val_accuracy"} of the validation pairs with the current weights."""
     n = len(pairs)
     sequences, segments = pairs.sequences(range(n))
-    rewards = score_sequences(model, sequences, pad_id, batch_size, device, segments=segments)
+    rewards = score_sequences(model, sequences, pad_id, batch_size, device, segments=segments, groups=pair_groups(n),
+                              precision=precision)
     margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32))
     return {"val_loss": bt_loss_per_pair(rewards[:n], rewards[n:], margin).mean().item(),
             "val_accuracy": pair_correct(rewards[:n], rewards[n:]).mean().item()}
@@ -214,9 +222,9 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
     model.eval()
     picked = stats_sample(len(pairs), cfg.stats_pairs)
     sequences, segments = pairs.sequences(picked)
-    rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
-                              segments=segments)
     n = len(picked)
+    rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
+                              segments=segments, groups=pair_groups(n), precision=cfg.precision)
     chosen, rejected = rewards[:n], rewards[n:]
     margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32)[picked])
     train_loss = bt_loss_per_pair(chosen, rejected, margin).mean().item()
@@ -225,7 +233,7 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
             "segment_ids": template.segment_ids, "model_type": model.hf.config.model_type,
             "rendering": pairs.meta["rendering"], "tokenizer_sha256": pairs.meta["tokenizer_sha256"],
             "data_sha256": pairs.meta["source_sha256"], "reward_mean": rewards.mean().item(),
-            "reward_std": rewards.std().item()}
+            "reward_std": rewards.std().item(), "precision": cfg.precision}
     if adapter is not None:
         meta["lora"] = dataclasses.asdict(cfg.lora_settings())
     save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8), adapter)
@@ -234,7 +242,8 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
     write_csv(paths.validation_curve, round_floats(validation, 8), VALIDATION_FIELDS)
     metrics = {"train_loss": train_loss, "train_accuracy": pair_correct(chosen, rejected).mean().item(),
                "last_step_loss": curve[-1]["loss"], "steps": len(curve), "epochs": cfg.epochs,
-               "reward_mean": meta["reward_mean"], "reward_std": meta["reward_std"], **counts}
+               "reward_mean": meta["reward_mean"], "reward_std": meta["reward_std"], "precision": cfg.precision,
+               **counts}
     if cfg.max_steps:
         metrics["max_steps"] = cfg.max_steps  # the run may have stopped before train.epochs
     if validation:

@@ -32,6 +32,8 @@ CSVS = {
         f"{s},{0.7 * np.exp(-s / 20) + 0.1:.6f},{min(1.0, 0.5 + s / 80):.6f}" for s in STEPS[4::5]],
     "metrics/eval_by_group.csv": ["group,accuracy,pairs", "eval: source=forum,0.91,120", "eval: source=docs,0.78,80",
                                   "rb: subset=mt-bench-hard,0.55,37"],
+    "metrics/eval_length_buckets.csv": ["length_diff,order,pairs,accuracy,baseline_longer_wins_accuracy",
+                                        "-30..-1,4,50,0.62,0.0", "0,5,10,0.7,0.5", "+1..30,6,60,0.81,1.0"],
 }
 
 

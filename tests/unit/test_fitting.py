@@ -32,7 +32,10 @@ def test_too_little_memory_for_fp32_loads_bf16_and_says_so(trained_model, monkey
     want = RewardScorer.from_pretrained(model_dir, device="cpu").rewards(prompts, responses)
     free(monkeypatch, 1.0, model_dir)  # room for 1.0x the fp32 weights: not with the headroom, half of it is
     scorer = RewardScorer.from_pretrained(model_dir, device="cpu")
-    assert {p.dtype for p in scorer.model.parameters()} == {torch.bfloat16}
+    head = {f"hf.{name}" for name, _ in scorer.model.hf.classifier.named_parameters(prefix="classifier")}
+    dtypes = {name: p.dtype for name, p in scorer.model.named_parameters()}
+    assert {d for n, d in dtypes.items() if n not in head} == {torch.bfloat16}
+    assert {dtypes[n] for n in head} == {torch.float32}  # the score head stays fp32, as everywhere
     lines = [line for line in capsys.readouterr().err.splitlines() if "bf16" in line]
     assert len(lines) == 1 and lines[0].startswith(f"model: {model_dir}'s ") and "loading it in bf16" in lines[0]
     got = scorer.rewards(prompts, responses)

@@ -1,7 +1,7 @@
 """train.strategy=fsdp in this process (a one-rank gloo group: FSDP2 still turns every parameter into a DTensor
 shard that only a unit's registered forward gathers): the fast forwards run through the sharded layers with the
 rewards and gradients of the plain model, LoRA and activation checkpointing included; the gathered copy is the
-plain model; bad settings stop with one line. Two processes for real: tests/e2e/test_fsdp.py."""
+plain model; bad settings stop with one line. Two processes for real: tests/e2e/test_sharded_training.py."""
 from __future__ import annotations
 
 import copy
@@ -60,7 +60,7 @@ def test_the_fast_forward_runs_through_the_sharded_layers(one_rank, name, lora_r
     inputs = (test_fast_deberta.batch if name == "deberta" else test_fast_bert.batch)()
     want, want_grads, _ = rewards_grads_and_saved_bytes(plain, inputs)
 
-    fsdp.shard(model, torch.device("cpu"), one_rank)
+    fsdp.shard(model, torch.device("cpu"), one_rank, bf16=False)
     blocks = fsdp.transformer_blocks(model.hf)
     assert len(blocks) == 2 and all(fsdp.is_sharded(b) and LAYER_STEP in vars(b) for b in blocks)
     # between forwards every weight is a shard: a fast forward reading one outside its unit's gathering would fail
@@ -81,7 +81,7 @@ def test_the_fast_forward_runs_through_the_sharded_layers(one_rank, name, lora_r
 def test_the_gathered_copy_is_the_plain_model(one_rank, lora_r):
     model = build("deberta", lora_r)
     plain = copy.deepcopy(model).eval()
-    fsdp.shard(model, torch.device("cpu"), one_rank)
+    fsdp.shard(model, torch.device("cpu"), one_rank, bf16=False)
     cfg = TrainConfig(lora={"r": lora_r})
     gathered, adapted = fsdp.gather_plain(model, one_rank, lambda: skeleton(model, cfg))
     assert not fsdp.is_sharded(gathered) and (adapted is not None) == bool(lora_r)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rewardkit.modeling.devices import to_device
 from rewardkit.modeling.fast.ops import Chunk, feed_forward, layer_step, plain_linear, plan
 
 
@@ -90,14 +91,13 @@ def attention(att, x: torch.Tensor, chunks: list[Chunk], first_only: bool) -> to
     return contexts[0] if len(contexts) == 1 else torch.cat(contexts)
 
 
-def encode_first_tokens(base: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+def encode_first_tokens(base: nn.Module, input_ids: torch.Tensor, lengths: list[int],
                         token_type_ids: torch.Tensor | None, max_scores: int | None) -> tuple[torch.Tensor, list[int]]:
-    """Last hidden state of each sequence's first token of right-padded rows, (sequences, H), longest sequence
-    first, with that sequence order."""
-    lengths = attention_mask.sum(1).tolist()
+    """Last hidden state of each sequence's first token of right-padded rows (`lengths` real tokens each),
+    (sequences, H), longest sequence first, with that sequence order."""
     order, chunks = plan(lengths, 1, max_scores, input_ids.device)
     total = input_ids.shape[1]
-    tokens = torch.cat([torch.arange(lengths[s]) + s * total for s in order]).to(input_ids.device)
+    tokens = to_device(torch.cat([torch.arange(lengths[s]) + s * total for s in order]), input_ids.device)
     x = base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # (B, T, E): transformers' own
     x = x.flatten(0, 1)[tokens]
     if hasattr(base, "embeddings_project"):  # ELECTRA with embedding_size != hidden_size
@@ -123,14 +123,15 @@ CPU_MAX_SCORES = 1 << 18
 
 
 def rewards(hf_model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-            token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+            token_type_ids: torch.Tensor | None = None, lengths: list[int] | None = None) -> torch.Tensor:
     """(B,) rewards: the model's sequence-classification head on each first token, as transformers computes it
     (BERT: pooler, dropout, classifier; RoBERTa and ELECTRA: their classification heads). Rows must be
-    right-padded."""
+    right-padded; `lengths`: each row's real tokens, as the host knows them (else read from the mask)."""
     max_scores = CPU_MAX_SCORES if input_ids.device.type == "cpu" else None
-    first, order = encode_first_tokens(hf_model.base_model, input_ids, attention_mask, token_type_ids, max_scores)
+    lengths = attention_mask.sum(1).tolist() if lengths is None else list(lengths)
+    first, order = encode_first_tokens(hf_model.base_model, input_ids, lengths, token_type_ids, max_scores)
     if hf_model.config.model_type == "bert":
         out = hf_model.classifier(hf_model.dropout(hf_model.bert.pooler(first.unsqueeze(1))))[:, 0]
     else:  # RobertaClassificationHead and ElectraClassificationHead read features[:, 0]
         out = hf_model.classifier(first.unsqueeze(1))[:, 0]
-    return out[torch.tensor(order).argsort().to(out.device)]  # back to input order
+    return out[to_device(torch.tensor(order).argsort(), out.device)]  # back to input order

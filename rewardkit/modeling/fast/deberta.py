@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rewardkit.modeling.devices import to_device
 from rewardkit.modeling.fast.ops import (
     Chunk,
     GatherLast,
@@ -56,7 +57,8 @@ def supports(hf_model: nn.Module) -> bool:
 
 
 def right_padded(attention_mask: torch.Tensor) -> bool:
-    """True when every row is ones then zeros, starting with a real token (what `batching.pad` produces)."""
+    """True when every row is ones then zeros, starting with a real token (what `batching.pad` produces). It reads
+    the device: callers that padded the rows themselves pass their lengths instead (`rewards(..., lengths)`)."""
     lengths = attention_mask.sum(1, keepdim=True)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     return bool((lengths > 0).all()) and torch.equal(attention_mask.bool(), positions < lengths)
@@ -171,18 +173,17 @@ def first_token_attention(att, x: torch.Tensor, chunks: list[Chunk], rel_embeddi
     return contexts[0] if len(contexts) == 1 else torch.cat(contexts)
 
 
-def encode(deberta: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-           max_scores: int | None, first_only: bool = False) -> tuple[torch.Tensor, list[int], list[int]]:
-    """Last hidden states of the real tokens of right-padded rows, packed longest sequence first: (N, H), with
-    the sequence order and each sequence's token count. first_only: the last layer is computed for each
-    sequence's first token only (all a cls head reads) and the result is (sequences, H)."""
-    lengths = attention_mask.sum(1).tolist()
+def encode(deberta: nn.Module, input_ids: torch.Tensor, lengths: list[int], max_scores: int | None,
+           first_only: bool = False) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Last hidden states of the real tokens of right-padded rows (`lengths` real tokens each), packed longest
+    sequence first: (N, H), with the sequence order and each sequence's token count. first_only: the last layer is
+    computed for each sequence's first token only (all a cls head reads) and the result is (sequences, H)."""
     heads = deberta.encoder.layer[0].attention.self.num_attention_heads
     order, chunks = plan(lengths, heads, max_scores, input_ids.device)
     for chunk in chunks:
         chunk.relative = relative_indices(deberta.encoder.layer[0].attention.self, chunk.width, input_ids.device)
     total = input_ids.shape[1]
-    tokens = torch.cat([torch.arange(lengths[s]) + s * total for s in order]).to(input_ids.device)
+    tokens = to_device(torch.cat([torch.arange(lengths[s]) + s * total for s in order]), input_ids.device)
     emb = deberta.embeddings
     x = emb.dropout(emb.LayerNorm(emb.word_embeddings(input_ids.flatten()[tokens])))
     rel_embeddings = deberta.encoder.get_rel_embedding()
@@ -210,16 +211,20 @@ def encoder_layer(layer: nn.Module, x: torch.Tensor, chunks: list[Chunk], rel_em
 CPU_MAX_SCORES = 1 << 20
 
 
-def rewards(hf_model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+def rewards(hf_model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str,
+            lengths: list[int] | None = None) -> torch.Tensor:
     """(B,) rewards: cls = the sequence-classification head on each first token (as transformers computes it);
-    mean = the same head on the masked mean of the last hidden states. Rows must be right-padded."""
+    mean = the same head on the masked mean of the last hidden states. Rows must be right-padded. `lengths`: each
+    row's real tokens, as the host that padded them knows (else read from the mask: a device-to-host sync)."""
     max_scores = CPU_MAX_SCORES if input_ids.device.type == "cpu" else None
-    hidden, order, sizes = encode(hf_model.deberta, input_ids, attention_mask, max_scores, pooling == "cls")
+    lengths = attention_mask.sum(1).tolist() if lengths is None else list(lengths)
+    hidden, order, sizes = encode(hf_model.deberta, input_ids, lengths, max_scores, pooling == "cls")
     if pooling == "cls":
         pooled = hidden  # each sequence's first token, in `order`
     else:
-        sequence = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).to(hidden.device)
+        sequence = to_device(torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes),
+                                                     output_size=sum(sizes)), hidden.device)
         summed = hidden.new_zeros(len(sizes), hidden.shape[1]).index_add_(0, sequence, hidden)
-        pooled = summed / torch.tensor(sizes, dtype=hidden.dtype, device=hidden.device).unsqueeze(1)
+        pooled = summed / to_device(torch.tensor(sizes, dtype=hidden.dtype), hidden.device).unsqueeze(1)
     out = hf_model.classifier(hf_model.dropout(hf_model.pooler(pooled.unsqueeze(1))))[:, 0]
-    return out[torch.tensor(order).argsort().to(out.device)]  # back to input order
+    return out[to_device(torch.tensor(order).argsort(), out.device)]  # back to input order
