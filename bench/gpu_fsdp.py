@@ -39,8 +39,12 @@ LORA = {"r": 8, "alpha": 16}
 
 
 def tiny(family: str) -> RewardModel:
-    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification, LlamaConfig, \
-        LlamaForSequenceClassification
+    from transformers import (
+        DebertaV2Config,
+        DebertaV2ForSequenceClassification,
+        LlamaConfig,
+        LlamaForSequenceClassification,
+    )
 
     from rewardkit.encoding.scratch import DEBERTA_V3_SMALL
 

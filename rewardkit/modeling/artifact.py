@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from rewardkit.errors import UserError
 import torch
 
+from rewardkit.errors import UserError
 from rewardkit.io import atomic_path, native_os_errors
 from rewardkit.modeling.fitting import load_dtype
 from rewardkit.modeling.loading import load_hf_classifier

@@ -5,8 +5,9 @@ and all-gathers a unit's weights only while it runs (forward, and again in backw
 Same global-batch semantics as DDP: FSDP's reduce-scatter averages the gradients over ranks as DDP's all-reduce
 does, so the loop's per-pair weights give the exact mean over the global batch either way.
 train.precision=bf16 gets FSDP's mixed-precision policy: bf16 weights for compute, fp32 gradient reduction, fp32
-master weights (the score head stays fp32, a unit of its own). The fast forwards (rewardkit.modeling.fast) call their layers through `ops.layer_step`, registered here as
-each unit's second forward method, so their weights are gathered too.
+master weights (the score head stays fp32, a unit of its own). The fast forwards (rewardkit.modeling.fast) call
+their layers through `ops.layer_step`, registered here as each unit's second forward method, so their weights are
+gathered too.
 
 At the end the full model is gathered on rank 0 (`gather_plain`: `get_model_state_dict(full_state_dict=True,
 cpu_offload=True)`) into a plain, unsharded copy, which is scored and saved as with DDP. Checkpoints:

@@ -29,7 +29,7 @@ from rewardkit.modeling.model import RewardModel, disable_dropout, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.modeling.packing import pair_groups
 from rewardkit.modeling.scratch import init_scratch_model
-from rewardkit.training import checkpoint, distributed, fsdp, launcher, lora, memory, sharded_checkpoint
+from rewardkit.training import checkpoint, distributed, fsdp, launcher, lora, memory
 from rewardkit.training.distributed import Ranks
 from rewardkit.training.loop import optimize
 from rewardkit.training.run_key import run_key
@@ -133,7 +133,7 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
         write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device,
                       {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})},
                       adapter)
-        (sharded_checkpoint if cfg.strategy == "fsdp" else checkpoint).remove(ckpt_dir)
+        checkpoint.remove(ckpt_dir)
         if adapter is not None:
             shutil.rmtree(adapter)
     # no barrier here: the other ranks may exit while rank 0 scores and saves, which on a large training set

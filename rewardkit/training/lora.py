@@ -21,6 +21,7 @@ from rewardkit.config import LoraSettings
 from rewardkit.errors import UserError
 from rewardkit.modeling.model import RewardModel
 
+
 def head_modules(hf_model: nn.Module) -> list[str]:
     """Names of the classifier's children outside its base model that hold weights: the reward head."""
     prefix = getattr(hf_model, "base_model_prefix", "")

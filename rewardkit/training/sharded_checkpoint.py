@@ -6,15 +6,15 @@ A checkpoint is the directory `step-<step>.dcp/` (DCP's `.metadata` and one `__<
 (every file's size and sha256) written by rank 0 after every rank has finished and the directory has been renamed
 from its temporary name. The rules are those of rewardkit.training.checkpoint: the last KEEP are kept; on resume
 rank 0 takes the newest one whose files match their manifest, sets damaged ones aside as `*.damaged` with one line
-each, falls back to the one before or a fresh start; the others load the one it picked. DCP reshards on load, so a
-run resumes with another process count (the run key leaves nproc_per_node out for fsdp).
+each, falls back to the one before or a fresh start; the others load the one it picked (checkpoint.load_latest,
+set_aside and remove serve both kinds). DCP reshards on load, so a run resumes with another process count (the run
+key leaves nproc_per_node out for fsdp).
 """
 from __future__ import annotations
 
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import torch
@@ -24,7 +24,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 
 from rewardkit.io import file_sha256, write_json
 from rewardkit.training import distributed
-from rewardkit.training.checkpoint import DAMAGED, KEEP, manifest_file, rng_state
+from rewardkit.training.checkpoint import KEEP, load_latest, manifest_file, rng_state
 from rewardkit.training.distributed import Ranks
 
 NAME = re.compile(r"step-(\d+)\.(dcp|json)")
@@ -108,35 +108,11 @@ def read_extra(directory: Path, step: int) -> tuple[dict | None, str | None]:
     return extra, None
 
 
-def set_aside(directory: Path, step: int) -> Path:
-    """Rename the checkpoint of `step` and its manifest to *.damaged (kept for a post-mortem, never loaded)."""
-    for path in (checkpoint_dir(directory, step), manifest_file(directory, step)):
-        if path.exists():
-            path.replace(path.with_name(path.name + DAMAGED))
-    return checkpoint_dir(directory, step).with_name(checkpoint_dir(directory, step).name + DAMAGED)
-
-
-def pick_latest(directory: Path) -> dict | None:
-    """Rank 0: the newest good checkpoint's non-tensor state (None: start from scratch); each damaged one on the
-    way is set aside and reported in one line, saying what is used instead."""
-    damaged, extra = [], None
-    for step in steps_on_disk(directory):
-        extra, why = read_extra(directory, step)
-        if extra is not None:
-            break
-        damaged.append((checkpoint_dir(directory, step), why, set_aside(directory, step)))
-    instead = f"resuming from the one of step {extra['step']}" if extra is not None else "training from scratch"
-    for path, why, aside in damaged:
-        print(f"warning: checkpoint {path} is damaged ({why}); moved it aside to {aside.name}, {instead}",
-              file=sys.stderr)
-    return extra
-
-
 def resume(directory: Path, model, optimizer, ranks: Ranks) -> dict | None:
     """Load the newest good checkpoint into the sharded `model` and `optimizer` on every rank (DCP reads each rank's
     part, resharding when the process count changed); returns its non-tensor state (step, scheduler, rng, curve,
     world), None for a fresh start."""
-    extra = pick_latest(directory) if ranks.is_main else None
+    extra = load_latest(directory, read_extra, checkpoint_dir, steps_on_disk) if ranks.is_main else None
     picked = torch.tensor([extra["step"] if extra is not None else 0], dtype=torch.int64)
     step = int(distributed.all_reduce(picked, ranks, dist.ReduceOp.MAX).item())
     if not step:
@@ -148,14 +124,3 @@ def resume(directory: Path, model, optimizer, ranks: Ranks) -> dict | None:
     dcp.load(state, checkpoint_id=checkpoint_dir(directory, step))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
     return extra
-
-
-def remove(directory: Path) -> None:
-    """Delete the checkpoints of a finished run; damaged ones stay (the directory too, then) for a post-mortem."""
-    if not directory.is_dir():
-        return
-    for path in directory.iterdir():
-        if not path.name.endswith(DAMAGED):
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    if not any(directory.iterdir()):
-        directory.rmdir()

@@ -86,8 +86,9 @@ def runs(tiny_base, tmp_path_factory) -> dict:
     dirs = {name: workdir(tmp_path_factory.mktemp(name), tiny_base, **train) for name, train in {
         "ddp": {"strategy": "ddp"}, "fsdp": {}, "killed": {}, "stopped": {},
         "lora": {"lora": {"r": 4}, "gradient_checkpointing": True, "lr": 3e-3}}.items()}
-    first = run_all({"ddp": (dirs["ddp"],), "fsdp": (dirs["fsdp"],), "killed": (dirs["killed"], KILL_AT, signal.SIGKILL),
-                     "stopped": (dirs["stopped"], STOP_AT, signal.SIGTERM), "lora": (dirs["lora"],)})
+    first = run_all({"ddp": (dirs["ddp"],), "fsdp": (dirs["fsdp"],), "lora": (dirs["lora"],),
+                     "killed": (dirs["killed"], KILL_AT, signal.SIGKILL),
+                     "stopped": (dirs["stopped"], STOP_AT, signal.SIGTERM)})
     out = {f"first-{name}": (dirs[name], run) for name, run in first.items()}
     out["stopped-checkpoints"] = sorted(p.name for p in checkpoints(dirs["stopped"]).iterdir())
     dirs["resharded"] = Path(shutil.copytree(dirs["killed"], tmp_path_factory.mktemp("resharded") / "work",

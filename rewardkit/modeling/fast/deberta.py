@@ -38,8 +38,8 @@ from rewardkit.modeling.fast.ops import (
     GatherLast,
     feed_forward,
     layer_step,
-    plan,
     plain_linear,
+    plan,
     relative_indices,
 )
 
