@@ -119,7 +119,7 @@ def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: Vali
     torch_device = resolve_device(device)
     precision = resolve_precision(cfg.precision, torch_device)
     enable_tf32(torch_device)
-    model, tokenizer, meta = load_artifact(paths.model_dir)
+    model, tokenizer, meta = load_artifact(paths.model_dir, torch_device)
     segment_ids = input_template(model.hf.config, tokenizer).segment_ids
     store = open_eval_store(paths.store, paths.model_dir, meta, segment_ids, use_margin)
     model.to(torch_device)

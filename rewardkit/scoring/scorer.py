@@ -46,7 +46,7 @@ class RewardScorer:
         """`precision`: auto (bf16 where the device has native bf16), fp32 or bf16."""
         torch_device = resolve_device(device)
         enable_tf32(torch_device)
-        model, tokenizer, meta = load_artifact(model_dir)
+        model, tokenizer, meta = load_artifact(model_dir, torch_device)
         return cls(model.to(torch_device), tokenizer, meta, torch_device, precision)
 
     def encode(self, prompts: str | Sequence[str], responses: Sequence[str]) -> list[list[int]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -123,24 +124,26 @@ def read(directory: Path, step: int) -> tuple[dict | None, str | None]:
     return state, None
 
 
-def set_aside(directory: Path, step: int) -> Path:
-    """Rename the checkpoint of `step` and its manifest to *.damaged (kept for a post-mortem, never loaded)."""
-    for path in (checkpoint_file(directory, step), manifest_file(directory, step)):
+def set_aside(directory: Path, step: int, data=checkpoint_file) -> Path:
+    """Rename the checkpoint of `step` (`data(directory, step)`: its file, or a sharded one's directory) and its
+    manifest to *.damaged (kept for a post-mortem, never loaded)."""
+    for path in (data(directory, step), manifest_file(directory, step)):
         if path.exists():
             path.replace(path.with_name(path.name + DAMAGED))
-    return checkpoint_file(directory, step).with_name(checkpoint_file(directory, step).name + DAMAGED)
+    return data(directory, step).with_name(data(directory, step).name + DAMAGED)
 
 
-def load_latest(directory: Path) -> dict | None:
+def load_latest(directory: Path, read=read, data=checkpoint_file, steps=steps_on_disk) -> dict | None:
     """The newest good checkpoint in `directory` (None: start from scratch). Each damaged one on the way is set
-    aside and reported in one line on stderr, saying what is used instead."""
+    aside and reported in one line on stderr, saying what is used instead. `read`, `data`, `steps`: how a
+    checkpoint is read and where it is (rewardkit.training.sharded_checkpoint passes its own)."""
     damaged = []
     state = None
-    for step in steps_on_disk(directory):
+    for step in steps(directory):
         state, why = read(directory, step)
         if state is not None:
             break
-        damaged.append((checkpoint_file(directory, step), why, set_aside(directory, step)))
+        damaged.append((data(directory, step), why, set_aside(directory, step, data)))
     instead = f"resuming from the one of step {state['step']}" if state is not None else "training from scratch"
     for path, why, aside in damaged:
         print(f"warning: checkpoint {path} is damaged ({why}); moved it aside to {aside.name}, {instead}",
@@ -166,6 +169,6 @@ def remove(directory: Path) -> None:
         return
     for path in directory.iterdir():
         if not path.name.endswith(DAMAGED):
-            path.unlink(missing_ok=True)
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)  # a sharded one is a directory
     if not any(directory.iterdir()):
         directory.rmdir()

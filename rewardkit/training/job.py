@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,11 @@ from rewardkit.io import directory_sha256, file_sha256, round_floats, write_csv,
 from rewardkit.modeling.artifact import save_artifact
 from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_precision
 from rewardkit.modeling.inference import score_sequences
-from rewardkit.modeling.model import RewardModel, load_base
+from rewardkit.modeling.model import RewardModel, disable_dropout, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.modeling.packing import pair_groups
 from rewardkit.modeling.scratch import init_scratch_model
-from rewardkit.training import checkpoint, distributed, launcher
+from rewardkit.training import checkpoint, distributed, fsdp, launcher, lora, memory
 from rewardkit.training.distributed import Ranks
 from rewardkit.training.loop import optimize
 from rewardkit.training.run_key import run_key
@@ -57,6 +58,8 @@ def train_stage(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, ent
     """Run training in this process, or, with nproc_per_node > 1 outside torchrun, relaunch `python -m
     entry_module *argv` under torchrun; returns the exit code."""
     device = resolve_device(cfg.device)  # before a relaunch: a bad device is reported once, not by every rank
+    fsdp.check_world(cfg.strategy, int(os.environ["WORLD_SIZE"]) if distributed.under_torchrun()
+                     else cfg.nproc_per_node)
     if cfg.nproc_per_node > 1 and not distributed.under_torchrun():
         return launcher.relaunch_under_torchrun(cfg.nproc_per_node, entry_module, argv, device)
     enable_tf32(device)
@@ -102,17 +105,11 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     pairs = open_store(paths, model_cfg, cfg)
     key = run_key(inputs_sha256(paths, model_cfg), model_cfg, cfg)
-    if model_cfg.name in SCRATCH_BASES:  # random init for the tokenizer trained on the training split
-        base_dir = paths.scratch / "base" / key
-        if ranks.is_main:
-            init_scratch_model(model_cfg.name, paths.tokenizer, base_dir, cfg.seed)
-        distributed.barrier(ranks)
-        model, tokenizer = load_base(str(base_dir), model_cfg.pooling, cfg.seed)
-    else:
-        tokenizer = load_saved_tokenizer(str(paths.tokenizer))
-        model, tokenizer = load_base(model_cfg.name, model_cfg.pooling, cfg.seed, tokenizer)
+    model, tokenizer, adapted = prepare_model(paths, model_cfg, cfg, key, ranks)
     model.to(device)
     model.share_prefix = model.share_prefix and cfg.prefix_sharing == "auto" and not cfg.compile
+    if cfg.strategy == "fsdp":
+        fsdp.shard(model, device, ranks, bf16=cfg.precision == "bf16")
     template = input_template(model.hf.config, tokenizer)
     counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",
                                          "prompt_truncated", "response_truncated")}
@@ -125,12 +122,66 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
         lambda: validation_metrics(model, validation, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
                                    cfg.precision))
     curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate)
+    if fsdp.is_sharded(model):  # every rank sends its shards; rank 0 scores and saves a plain copy, as with ddp
+        model, adapted = fsdp.gather_plain(model, ranks, lambda: skeleton(model, cfg))
+        model = model.to(device) if model is not None else None
     if ranks.is_main:
+        adapter = None
+        if adapted is not None:  # the adapter saved, then merged: the artifact is a plain classifier
+            adapter = paths.scratch / "adapter" / key
+            lora.release(model, adapted, adapter, model_cfg.name)
         write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device,
-                      {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})})
+                      {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})},
+                      adapter)
         checkpoint.remove(ckpt_dir)
+        if adapter is not None:
+            shutil.rmtree(adapter)
     # no barrier here: the other ranks may exit while rank 0 scores and saves, which on a large training set
     # can outlast NCCL's 10-minute collective timeout
+
+
+def prepare_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, key: str, ranks: Ranks):
+    """(the model to train, its tokenizer, peft's model or None): the base with a new head, LoRA adapters with
+    train.lora, activation checkpointing with train.gradient_checkpointing."""
+    if model_cfg.name in SCRATCH_BASES:  # random init for the tokenizer trained on the training split
+        base_dir = paths.scratch / "base" / key
+        if ranks.is_main:
+            init_scratch_model(model_cfg.name, paths.tokenizer, base_dir, cfg.seed)
+        distributed.barrier(ranks)
+        model, tokenizer = load_base(str(base_dir), model_cfg.pooling, cfg.seed)
+    else:
+        tokenizer = load_saved_tokenizer(str(paths.tokenizer))
+        model, tokenizer = load_base(model_cfg.name, model_cfg.pooling, cfg.seed, tokenizer)
+    adapted = apply_lora(model, cfg, ranks)
+    if cfg.gradient_checkpointing:
+        memory.enable_activation_checkpointing(model)
+    return model, tokenizer, adapted
+
+
+def skeleton(model: RewardModel, cfg: TrainConfig) -> tuple[RewardModel, object]:
+    """`model`'s architecture on the meta device (no memory), with its LoRA layers: what a gathered sharded model
+    is loaded into. Returns it and peft's model (None without LoRA)."""
+    with torch.device("meta"):
+        hf = type(model.hf)(model.hf.config)
+        disable_dropout(hf)
+        plain = RewardModel(hf, model.pooling)
+        plain.share_prefix = model.share_prefix
+        adapted = lora.apply_lora(plain, cfg.lora_settings()) if cfg.lora_settings().r else None
+    return plain, adapted
+
+
+def apply_lora(model: RewardModel, cfg: TrainConfig, ranks: Ranks):
+    """With train.lora.r > 0: adapters on the body, the head trained fully (rewardkit.training.lora); returns
+    peft's model, or None."""
+    settings = cfg.lora_settings()
+    if not settings.r:
+        return None
+    adapted = lora.apply_lora(model, settings)
+    if ranks.is_main:
+        trainable, total = lora.trainable_parameters(model)
+        print(f"LoRA r={settings.r}: training {trainable:,} of {total:,} parameters "
+              f"({100 * trainable / total:.2f}%; the head in full)", file=sys.stderr)
+    return adapted
 
 
 def carve_validation(pairs: TokenStore, cfg: TrainConfig) -> tuple[TokenStore | PairSubset, PairSubset | None]:
@@ -165,9 +216,9 @@ def stats_sample(n: int, limit: int) -> np.ndarray:
 
 def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: PairTemplate, pairs: TokenStore,
                   curve: list[dict], model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
-                  counts: dict) -> None:
-    """Score the training pairs (or a sample) with the final weights, then write the artifact, the curve and the
-    metrics."""
+                  counts: dict, adapter: Path | None = None) -> None:
+    """Score the training pairs (or a sample) with the final weights, then write the artifact (with the LoRA
+    `adapter` directory in it, when there is one), the curve and the metrics."""
     model.eval()
     picked = stats_sample(len(pairs), cfg.stats_pairs)
     sequences, segments = pairs.sequences(picked)
@@ -183,7 +234,9 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
             "rendering": pairs.meta["rendering"], "tokenizer_sha256": pairs.meta["tokenizer_sha256"],
             "data_sha256": pairs.meta["source_sha256"], "reward_mean": rewards.mean().item(),
             "reward_std": rewards.std().item(), "precision": cfg.precision}
-    save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8))
+    if adapter is not None:
+        meta["lora"] = dataclasses.asdict(cfg.lora_settings())
+    save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8), adapter)
     write_csv(paths.curve, round_floats(curve, 8), CURVE_FIELDS)
     validation = [r for r in curve if "val_loss" in r]
     write_csv(paths.validation_curve, round_floats(validation, 8), VALIDATION_FIELDS)

@@ -25,7 +25,7 @@ from rewardkit.modeling.batching import length_grouped_batches
 from rewardkit.modeling.devices import autocast, resolve_precision, to_device
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.modeling.packing import batch_for
-from rewardkit.training import checkpoint, distributed, preemption
+from rewardkit.training import checkpoint, distributed, fsdp, preemption, sharded_checkpoint
 from rewardkit.training.distributed import Ranks
 
 Pairs = TokenStore | PairSubset
@@ -106,25 +106,35 @@ def steps_for(n_pairs: int, cfg: TrainConfig) -> int:
 
 def resume(state: TrainState, ckpt_dir: Path, ranks: Ranks, total: int) -> None:
     """Load the newest good checkpoint into `state`, if there is one, the same one on every rank."""
-    saved = checkpoint.resume(ckpt_dir, ranks)  # on the CPU: load_state_dict moves it
+    if fsdp.is_sharded(state.model):  # each rank reads its shards into the model and optimizer
+        saved = sharded_checkpoint.resume(ckpt_dir, state.model, state.optimizer, ranks)
+    else:
+        saved = checkpoint.resume(ckpt_dir, ranks)  # on the CPU: load_state_dict moves it
+        if saved is not None:
+            state.model.load_state_dict(saved["model"])
+            state.optimizer.load_state_dict(saved["optimizer"])
     if saved is not None:
-        state.model.load_state_dict(saved["model"])
-        state.optimizer.load_state_dict(saved["optimizer"])
         state.scheduler.load_state_dict(saved["scheduler"])
         checkpoint.set_rng_state(saved["rng"])
         state.step, state.curve = saved["step"], saved["curve"]
         if ranks.is_main:
-            print(f"resuming from the checkpoint at step {state.step}/{total} in {ckpt_dir}", file=sys.stderr)
+            resharded = (f" (written by {saved['world']} processes, resharded for {ranks.world})"
+                         if saved.get("world", ranks.world) != ranks.world else "")
+            print(f"resuming from the checkpoint at step {state.step}/{total} in {ckpt_dir}{resharded}",
+                  file=sys.stderr)
     if not distributed.same_on_all_ranks(state.step, ranks):  # else ranks would run different steps and hang
         raise UserError(f"the training processes found different checkpoints in {ckpt_dir}: on several nodes the "
                         "project directory (.scratch included) must be on a filesystem they all share")
 
 
 def wrap_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, ranks: Ranks):
-    """(the module backward synchronises through, the callable that computes rewards): DDP over several processes,
-    torch.compile on top with train.compile."""
-    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                    else None) if ranks.world > 1 else model
+    """(the module backward synchronises through, the callable that computes rewards): DDP over several processes
+    (a model sharded with train.strategy=fsdp synchronises itself), torch.compile on top with train.compile."""
+    if fsdp.is_sharded(model):
+        ddp = model
+    else:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None) if ranks.world > 1 else model
     return ddp, torch.compile(ddp) if cfg.compile else ddp
 
 
@@ -164,7 +174,7 @@ def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: 
         inputs = batch_for(ddp, sequences, pad_id, multiple, segments).to(device)  # decoders: packed pairs
         # compiled graphs would guard on (and recompile for) the list's values; they read no lengths anyway
         known = {} if cfg.compile or inputs.attention_mask is None else {"lengths": lengths}
-        sync = nullcontext() if k == len(micro) - 1 or ranks.world == 1 else ddp.no_sync()
+        sync = nullcontext() if k == len(micro) - 1 or ranks.world == 1 else fsdp.no_sync(ddp)
         with sync:
             with autocast(device, cfg.precision):
                 rewards = forward(*inputs, **known).float()  # (2b,): chosen then rejected
@@ -181,7 +191,8 @@ def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: Tra
     """Clip the gradient, stop on a non-finite loss or gradient, take the step. Returns the step's curve values:
     loss and accuracy over the global batch, and the learning rate it used. The step's one read of the device:
     (loss sum, correct pairs, gradient norm) together, which the divergence check needs before the step."""
-    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.max_grad_norm or float("inf"))
+    clip = fsdp.clip_grad_norm if fsdp.is_sharded(state.model) else torch.nn.utils.clip_grad_norm_
+    grad_norm = clip(list(state.model.parameters()), cfg.max_grad_norm or float("inf"))
     reduced = distributed.all_reduce_sum(sums, ranks)  # on the device: NCCL reduces CUDA tensors in place
     loss_sum, correct, grad_norm = torch.cat([reduced, grad_norm.detach().double().view(1)]).tolist()
     loss = loss_sum / n_pairs
@@ -218,7 +229,10 @@ def checkpoint_or_stop(state: TrainState, stop: preemption.StopOnSignal, bar: tq
     if stop_signal:
         bar.close()  # before the barrier below: the bar's last state comes before any rank's message
     if stop_signal or cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < total:
-        if ranks.is_main:
+        if fsdp.is_sharded(state.model):  # every rank writes its shards
+            sharded_checkpoint.save(ckpt_dir, ranks, step=state.step, model=state.model, optimizer=state.optimizer,
+                                    scheduler=state.scheduler, curve=state.curve)
+        elif ranks.is_main:
             checkpoint.save(ckpt_dir, step=state.step, model=state.model, optimizer=state.optimizer,
                             scheduler=state.scheduler, curve=state.curve)
         distributed.barrier(ranks)

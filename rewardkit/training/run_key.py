@@ -34,6 +34,8 @@ def numeric_params(cfg) -> dict:
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
     if cfg.section == "train":
         fields["validation_slice"] = cfg.validation_fraction if cfg.eval_every else None
+        if cfg.strategy == "fsdp":  # its sharded checkpoints reshard: resumable with another process count
+            fields.pop("nproc_per_node")
     return fields
 
 

@@ -16,7 +16,8 @@ the longest. Here, as in `rewardkit.modeling.fast.deberta`:
 The embeddings (word + token type + absolute position, RoBERTa's positions from padding_idx + 1, ELECTRA's
 projection) are the model's own modules, run on the padded batch before packing: that costs little and keeps
 them exactly as transformers computes them. tests/unit/test_fast_bert.py checks rewards and gradients against
-transformers' forward. Inputs must be right-padded (`pad()` is). Measured speed: bench/RESULTS.md.
+transformers' forward. Inputs must be right-padded (`pad()` is). Measured speed: bench/RESULTS.md. Each layer runs
+through `ops.layer_step` (FSDP2, activation checkpointing); projections wrapped by LoRA are called as modules.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rewardkit.modeling.devices import to_device
-from rewardkit.modeling.fast.ops import Chunk, feed_forward, plan
+from rewardkit.modeling.fast.ops import Chunk, feed_forward, layer_step, plain_linear, plan
 
 
 def _classes() -> dict[type, str]:
@@ -60,14 +61,15 @@ def attention(att, x: torch.Tensor, chunks: list[Chunk], first_only: bool) -> to
     hidden = heads * dim
     scale = getattr(att, "scaling", dim ** -0.5)
     dropout = att.dropout.p if att.training else 0.0
-    weights, biases = (att.key.weight, att.value.weight), (att.key.bias, att.value.bias)
-    if not first_only:
-        weights, biases = (att.query.weight, *weights), (att.query.bias, *biases)
-    projected = F.linear(x, torch.cat(weights), torch.cat(biases))  # (N, 3H), or (N, 2H) keys and values only
+    linears = (att.key, att.value) if first_only else (att.query, att.key, att.value)
+    if plain_linear(*linears):  # (N, 3H), or (N, 2H) keys and values only, in one matmul
+        projected = F.linear(x, torch.cat([m.weight for m in linears]), torch.cat([m.bias for m in linears]))
+    else:  # LoRA-wrapped projections: each module's own forward
+        projected = torch.cat([m(x) for m in linears], dim=-1)
     if first_only:
         firsts = torch.cat([chunk.start + chunk.firsts for chunk in chunks])
-        queries = F.linear(x[firsts], att.query.weight, att.query.bias).split([c.count for c in chunks])
-    parts = len(weights)
+        queries = att.query(x[firsts]).split([c.count for c in chunks])
+    parts = len(linears)
     contexts = []
     # split, not slices: the backward of a split is one concatenation, not a full-size zero tensor per slice
     for i, (chunk, part) in enumerate(zip(chunks, projected.split([c.end - c.start for c in chunks]))):
@@ -102,11 +104,17 @@ def encode_first_tokens(base: nn.Module, input_ids: torch.Tensor, lengths: list[
         x = base.embeddings_project(x)
     last = len(base.encoder.layer) - 1
     for i, layer in enumerate(base.encoder.layer):
-        context = attention(layer.attention.self, x, chunks, first_only=i == last)
-        if i == last:
-            x = x[torch.cat([chunk.start + chunk.firsts for chunk in chunks])]  # the first tokens' residual stream
-        x = feed_forward(layer, layer.attention.output(context, x))
+        x = layer_step(layer, encoder_layer, x, chunks, i == last)
     return x, order
+
+
+def encoder_layer(layer: nn.Module, x: torch.Tensor, chunks: list[Chunk], first_only: bool) -> torch.Tensor:
+    """One BERT-family layer on packed tokens (N, H) -> (N, H); first_only: for each sequence's first token only,
+    (sequences, H)."""
+    context = attention(layer.attention.self, x, chunks, first_only)
+    if first_only:
+        x = x[torch.cat([chunk.start + chunk.firsts for chunk in chunks])]  # the first tokens' residual stream
+    return feed_forward(layer, layer.attention.output(context, x))
 
 
 # score elements (sequences x width^2, per head) per attention chunk on CPU; scaled_dot_product_attention tiles

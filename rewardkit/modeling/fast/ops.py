@@ -1,13 +1,18 @@
 """Building blocks of `rewardkit.modeling.fast.deberta`: relative-position gather indices (cached), the attention chunk
 plan, and two autograd functions that keep less for backward than their plain torch equivalents. The chunk plan
-and the feed-forward also serve `rewardkit.modeling.fast.bert` (BERT-family layers have the same module layout)."""
+and the feed-forward also serve `rewardkit.modeling.fast.bert` (BERT-family layers have the same module layout). Each
+layer of a fast forward runs through `layer_step`, so FSDP2 and activation checkpointing see it as the layer's forward;
+projections replaced by other modules (peft's LoRA layers) are called, not read (`plain_linear`)."""
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from rewardkit.modeling.devices import to_device
 
@@ -78,10 +83,38 @@ def feed_forward(layer, attended: torch.Tensor) -> torch.Tensor:
 
     inter, out = layer.intermediate, layer.output
     act = inter.intermediate_act_fn
-    if not (isinstance(act, GELUActivation) and act.act is F.gelu):  # another activation: the modules as they are
-        return out(inter(attended), attended)
+    if not (isinstance(act, GELUActivation) and act.act is F.gelu) or not plain_linear(out.dense):
+        return out(inter(attended), attended)  # another activation, or LoRA on dense2: the modules as they are
     hidden = GeluLinear.apply(inter.dense(attended), out.dense.weight, out.dense.bias)
     return out.LayerNorm(out.dropout(hidden) + attended)
+
+
+LAYER_STEP = "rewardkit_layer_step"
+"""The method name under which `rewardkit.training.fsdp` registers `run_step` on each sharded layer."""
+
+
+def layer_step(layer: nn.Module, step, *args):
+    """`step(layer, *args)`, one layer of a fast forward, run as that layer's forward: a layer sharded by FSDP2 has
+    `run_step` registered as a forward method under LAYER_STEP, so its weights are gathered around the step (and its
+    gradients reduced after the step's backward), as they would be around `layer.forward`."""
+    method = layer.__dict__.get(LAYER_STEP)
+    return method(step, *args) if method is not None else run_step(layer, step, *args)
+
+
+def run_step(layer: nn.Module, step, *args):
+    """`step(layer, *args)`, recomputed in backward instead of keeping its activations when the layer checkpoints
+    (transformers' per-layer `gradient_checkpointing` flag and checkpoint function, set by
+    `activation_checkpointing_enable`), in training, as transformers' own layer forward does."""
+    if getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled():
+        checkpointed = getattr(layer, "_gradient_checkpointing_func", None) or partial(checkpoint, use_reentrant=False)
+        return checkpointed(step, layer, *args)
+    return step(layer, *args)
+
+
+def plain_linear(*modules: nn.Module) -> bool:
+    """Whether each module is exactly `nn.Linear`, whose weights a fast forward may read and fuse into one matmul;
+    any other (a peft LoRA layer wrapping it) is called as a module, so what it adds is not skipped."""
+    return all(type(m) is nn.Linear for m in modules)
 
 
 @dataclass
