@@ -72,7 +72,7 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
                   dynamic_ncols=True) as bar:
             for epoch, batch in batches_from(lengths, cfg, total, state.step):
                 sums, tokens = accumulate_gradients(ddp, forward, pairs, batch, margin, cfg, device, ranks, pad_id)
-                record = optimizer_step(state, sums, len(batch), cfg, device, ranks)
+                record, stop_signal = optimizer_step(state, sums, len(batch), cfg, device, ranks, stop)
                 state.step += 1
                 state.curve.append({"step": state.step, "epoch": epoch + 1, **record})
                 pairs_done += len(batch)
@@ -84,7 +84,7 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
                     run_validation(state, validate, ranks)
                 if on_step is not None:
                     on_step({**state.curve[-1], "tokens": tokens})
-                checkpoint_or_stop(state, stop, bar, cfg, ranks, ckpt_dir, total)
+                checkpoint_or_stop(state, stop_signal, bar, cfg, ranks, ckpt_dir, total)
     return state.curve
 
 
@@ -187,14 +187,17 @@ def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: 
 
 
 def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: TrainConfig, device: torch.device,
-                   ranks: Ranks) -> dict:
-    """Clip the gradient, stop on a non-finite loss or gradient, take the step. Returns the step's curve values:
-    loss and accuracy over the global batch, and the learning rate it used. The step's one read of the device:
-    (loss sum, correct pairs, gradient norm) together, which the divergence check needs before the step."""
+                   ranks: Ranks, stop: preemption.StopOnSignal) -> tuple[dict, int]:
+    """Clip the gradient, stop on a non-finite loss or gradient, take the step. Returns the step's curve values
+    (loss and accuracy over the global batch, the learning rate it used) and the stop signal every rank agreed
+    on (0: go on). The step's one read of the device: (loss sum, correct pairs, the ranks' stop requests, gradient
+    norm) together; the requests ride in the same all-reduce as the sums, so agreeing costs no extra collective."""
     clip = fsdp.clip_grad_norm if fsdp.is_sharded(state.model) else torch.nn.utils.clip_grad_norm_
     grad_norm = clip(list(state.model.parameters()), cfg.max_grad_norm or float("inf"))
-    reduced = distributed.all_reduce_sum(sums, ranks)  # on the device: NCCL reduces CUDA tensors in place
-    loss_sum, correct, grad_norm = torch.cat([reduced, grad_norm.detach().double().view(1)]).tolist()
+    requests = to_device(stop.request_counts(), device) if ranks.world > 1 else sums.new_zeros(0)
+    reduced = distributed.all_reduce_sum(torch.cat([sums, requests]), ranks)  # on the device (NCCL: in place)
+    loss_sum, correct, *counts, grad_norm = torch.cat([reduced, grad_norm.detach().double().view(1)]).tolist()
+    stop_signal = stop.from_counts(counts) if ranks.world > 1 else stop.signum  # one process: no need to agree
     loss = loss_sum / n_pairs
     if not (np.isfinite(loss) and np.isfinite(grad_norm)):
         raise diverged(state.step + 1, loss, grad_norm, cfg, device)
@@ -202,7 +205,7 @@ def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: Tra
     state.optimizer.step()
     state.scheduler.step()
     state.optimizer.zero_grad(set_to_none=True)
-    return {"loss": loss, "accuracy": correct / n_pairs, "lr": lr}
+    return {"loss": loss, "accuracy": correct / n_pairs, "lr": lr}, stop_signal
 
 
 def diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig, device: torch.device) -> UserError:
@@ -221,11 +224,11 @@ def run_validation(state: TrainState, validate: Callable[[], dict], ranks: Ranks
     distributed.barrier(ranks)
 
 
-def checkpoint_or_stop(state: TrainState, stop: preemption.StopOnSignal, bar: tqdm, cfg: TrainConfig, ranks: Ranks,
+def checkpoint_or_stop(state: TrainState, stop_signal: int, bar: tqdm, cfg: TrainConfig, ranks: Ranks,
                        ckpt_dir: Path, total: int) -> None:
-    """Write a checkpoint every train.checkpoint_every steps (not after the last) and on a stop signal, which every
-    rank honours after the same step: then `preemption.Stopped` is raised."""
-    stop_signal = stop.agreed(ranks)  # a collective: every rank stops after the same step
+    """Write a checkpoint every train.checkpoint_every steps (not after the last) and on the stop signal the ranks
+    agreed on in `optimizer_step`, which every rank honours after the same step: then `preemption.Stopped` is
+    raised."""
     if stop_signal:
         bar.close()  # before the barrier below: the bar's last state comes before any rank's message
     if stop_signal or cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < total:
