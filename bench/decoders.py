@@ -84,7 +84,11 @@ def best_of_n_sequences(tokenizer, config, rows: list[dict], prompt_tokens: int,
     from rewardkit.encoding.families import input_template
     from rewardkit.encoding.templates import encode_sequences
 
-    text = "".join(r["prompt"] for r in rows)
+    text = ""
+    for r in rows:  # enough prompt text for the tokens asked (~4 characters a token), not the whole file
+        if len(text) > 8 * prompt_tokens:
+            break
+        text += r["prompt"]
     prompt = tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"][:prompt_tokens])
     answers = [a for r in rows for a in (r["chosen"], r["rejected"])][:n]
     return encode_sequences(tokenizer, [prompt] * n, answers, 4096, input_template(config, tokenizer)).ids
