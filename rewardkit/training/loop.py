@@ -50,8 +50,9 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
 
     `on_step`, when given, is called right after each optimizer step with its curve record plus "tokens", the real
     (non-pad) tokens this process's forwards of that step read (the benchmark times steps with it).
-    `validate`, when given, is called on rank 0 every train.eval_every steps and after the last one, the model in
-    eval mode; what it returns (val_loss, val_accuracy) joins that step's curve record.
+    `validate`, when given, is called every train.eval_every steps and after the last one, the model in eval mode,
+    on rank 0 (on every rank when the model is sharded: each forward gathers weights from all of them); what rank
+    0's call returns (val_loss, val_accuracy) joins that step's curve record.
 
     SIGTERM or SIGINT: the step under way is finished, a checkpoint is written (whatever train.checkpoint_every),
     then `preemption.Stopped` is raised, on every rank after the same step.
@@ -216,11 +217,14 @@ def diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig, device:
 
 
 def run_validation(state: TrainState, validate: Callable[[], dict], ranks: Ranks) -> None:
-    """Rank 0 scores the validation slice in eval mode and adds it to this step's record; the others wait."""
-    if ranks.is_main:
+    """Rank 0 scores the validation slice in eval mode and adds it to this step's record; the others wait, or,
+    when the model is sharded, run the same forwards beside it (FSDP's all-gathers need every rank)."""
+    if ranks.is_main or fsdp.is_sharded(state.model):
         state.model.eval()
-        state.curve[-1].update(validate())
+        metrics = validate()
         state.model.train()
+        if ranks.is_main:
+            state.curve[-1].update(metrics)
     distributed.barrier(ranks)
 
 
