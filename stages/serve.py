@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
                                                                     "e.g. '<|im_end|>' (repeatable)")
     p.add_argument("--drain-timeout-s", type=float, default=60.0, help="on SIGTERM, how long in-flight requests "
                                                                        "may take (default 60)")
+    p.add_argument("--openapi", action="store_true", help="serve the OpenAPI schema at GET /openapi.json")
     p.add_argument("--device", default="auto", help="auto (cuda when visible), cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="the model body's: auto (bf16 where the device has native bf16), fp32 or bf16")
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     serve(ServeConfig(model=args.model, host=args.host, port=args.port, api_key=key,
                       max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_pairs=args.max_pairs,
                       max_body_mb=args.max_body_mb, workers=args.workers, eos_text=tuple(args.eos_text),
-                      device=args.device, precision=args.precision, drain_timeout_s=args.drain_timeout_s))
+                      device=args.device, precision=args.precision, drain_timeout_s=args.drain_timeout_s,
+                      openapi=args.openapi))
 
 
 if __name__ == "__main__":

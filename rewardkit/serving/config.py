@@ -49,6 +49,8 @@ class ServeConfig:
     """auto (bf16 where the device has native bf16), fp32 or bf16: the model body's; rewards are fp32."""
     drain_timeout_s: float = 60.0
     """On SIGTERM, how long in-flight requests may take before they are cancelled."""
+    openapi: bool = False
+    """Serve the OpenAPI schema at GET /openapi.json (behind the key like every endpoint but /health)."""
 
     def __post_init__(self) -> None:
         problems = [f"--{flag} must be {want}, got {value}" for flag, value, ok, want in (
