@@ -42,7 +42,8 @@ def test_the_schema_describes_every_endpoint_with_its_request_model_and_bearer_a
     schema = schema_of(keyed)
     assert set(schema["paths"]) == {"/score", "/score_pairs", "/get_reward", "/health", "/metrics"}
     score = schema["paths"]["/score"]["post"]
-    assert score["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ScoreRequest"}
+    body = score["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/ScoreRequest"} and body["example"]
     components = schema["components"]["schemas"]
     assert components["ScoreRequest"]["additionalProperties"] is False and "Pair" in components
     assert {"200", "400", "401", "413", "422", "503"} <= set(score["responses"])
