@@ -86,7 +86,8 @@ def create_app(service: ScoringService) -> MetricsMiddleware:
 
     app.include_router(scoring_routes(service))
     app.include_router(status_routes(service))
-    guarded = Guard(app, service.cfg.api_key, service.cfg.max_body_bytes, lambda: service.draining)
+    guarded = Guard(app, service.cfg.api_key, service.cfg.max_body_bytes, lambda: service.draining,
+                    service.cfg.body_timeout_s)
     return MetricsMiddleware(guarded, service.metrics)
 
 
