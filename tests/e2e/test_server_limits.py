@@ -1,7 +1,8 @@
 """The reward server against slow, idle and oversized clients, as a real process with small limits: idle
 connections are closed after --keep-alive-s (silent new ones too), a body trickled in is answered 408 after
 --body-timeout-s while others are served, --limit-concurrency answers 503 past its count, --max-header-kb
-refuses an unfinished request head over it. Each test fails if its flag were ignored (the defaults are 5 s, 30 s, 512 and 16 KiB)."""
+refuses an unfinished request head over it. Each test fails if its flag were ignored (the defaults are 5 s,
+30 s, 512 and 16 KiB)."""
 from __future__ import annotations
 
 import socket
