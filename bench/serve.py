@@ -198,7 +198,8 @@ def soak_main(args, model: Path, rows: list[dict]) -> None:
     results = serve_soak.verdicts(fig, 5.0, 30.0)  # stages.serve's default --keep-alive-s, --body-timeout-s
     lines = [f"- {text}: {'met' if ok else 'MISSED'}" for text, ok in results]
     lines.append(f"- RSS MB per window {fig['rss_mb']}; p99 ms per window {fig['p99_ms']}")
-    print(json.dumps({k: v for k, v in fig.items() if k not in ("slow_drops", "idle_drops_s")}) + "\n" + "\n".join(lines))
+    shown = {k: v for k, v in fig.items() if k not in ("slow_drops", "idle_drops_s")}
+    print(json.dumps(shown) + "\n" + "\n".join(lines))
     if not args.no_record:
         command = "python -m bench.serve " + shlex.join(sys.argv[1:])
         system.record([f"## {datetime.date.today().isoformat()}: reward server soak (python -m bench.serve --soak)", "",
