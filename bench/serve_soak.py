@@ -43,14 +43,15 @@ async def trickle(host: str, port: int, until: float) -> list[tuple[bytes, float
     return out
 
 
-async def idle(host: str, port: int, until: float) -> list[float]:
-    """An idle connection, over and over until `until`: seconds until the server closed each (inf: it did not)."""
+async def idle(host: str, port: int, until: float, wait_s: float) -> list[float]:
+    """An idle connection, over and over until `until`: seconds until the server closed each (inf: not within
+    `wait_s`, however late in the run it was opened)."""
     out = []
     while time.monotonic() < until - 1:
         reader, writer = await asyncio.open_connection(host, port)
         start = time.monotonic()
         try:
-            await asyncio.wait_for(reader.read(), until + MARGIN_S - start)
+            await asyncio.wait_for(reader.read(), wait_s)
             out.append(time.monotonic() - start)
         except (TimeoutError, asyncio.TimeoutError):
             out.append(float("inf"))
@@ -61,8 +62,9 @@ async def idle(host: str, port: int, until: float) -> list[float]:
 
 
 async def soak(url: str, pid: int, seconds: float, clients: int, requests: list[list[dict]], slow: int = 4,
-               idle_connections: int = 64) -> dict:
-    """Run the soak against the server at `url` (process `pid`); the figures `verdicts` judges."""
+               idle_connections: int = 64, keep_alive_s: float = 5.0) -> dict:
+    """Run the soak against the server at `url` (process `pid`, its --keep-alive-s `keep_alive_s`); the figures
+    `verdicts` judges."""
     where = urlparse(url)
     start = time.monotonic()
     until, window_s = start + seconds, seconds / WINDOWS
@@ -92,7 +94,7 @@ async def soak(url: str, pid: int, seconds: float, clients: int, requests: list[
 
         tasks = [client(k) for k in range(clients)] + [monitor()]
         tasks += [trickle(where.hostname, where.port, until) for _ in range(slow)]
-        tasks += [idle(where.hostname, where.port, until) for _ in range(idle_connections)]
+        tasks += [idle(where.hostname, where.port, until, keep_alive_s + MARGIN_S) for _ in range(idle_connections)]
         done = await asyncio.gather(*tasks)
     slow_drops = [d for found in done[clients + 1:clients + 1 + slow] for d in found]
     idle_drops = [s for found in done[clients + 1 + slow:] for s in found]

@@ -24,7 +24,8 @@ def test_a_short_soak_meets_every_target(artifact, tmp_path):  # noqa: F811
                                                                             texts(rng, k))]
                 for k in (rng.randint(1, 8) for _ in range(40))]
     try:
-        fig = asyncio.run(serve_soak.soak(server.url, server.proc.pid, 20, 8, requests, slow=2, idle_connections=16))
+        fig = asyncio.run(serve_soak.soak(server.url, server.proc.pid, 20, 8, requests, slow=2, idle_connections=16,
+                                          keep_alive_s=1))
     finally:
         server.stop()
     results = serve_soak.verdicts(fig, keep_alive_s=1, body_timeout_s=3)
