@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rewardkit.config import PRECISIONS
 from rewardkit.errors import run_main
-from rewardkit.serving.config import ServeConfig, read_key_file
+from rewardkit.serving.config import ServeConfig, read_key_file, warn_if_readable
 from rewardkit.serving.runner import serve
 
 
@@ -53,12 +53,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     key = read_key_file(args.api_key_file) if args.api_key_file else None
-    serve(ServeConfig(model=args.model, host=args.host, port=args.port, api_key=key,
+    cfg = ServeConfig(model=args.model, host=args.host, port=args.port, api_key=key,
                       max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_pairs=args.max_pairs,
                       max_body_mb=args.max_body_mb, workers=args.workers, eos_text=tuple(args.eos_text),
                       device=args.device, precision=args.precision, drain_timeout_s=args.drain_timeout_s,
                       keep_alive_s=args.keep_alive_s, body_timeout_s=args.body_timeout_s,
-                      limit_concurrency=args.limit_concurrency, max_header_kb=args.max_header_kb, openapi=args.openapi))
+                      limit_concurrency=args.limit_concurrency, max_header_kb=args.max_header_kb, openapi=args.openapi)
+    if args.api_key_file:
+        warn_if_readable(args.api_key_file)
+    serve(cfg)
 
 
 if __name__ == "__main__":

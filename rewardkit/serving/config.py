@@ -113,17 +113,21 @@ def is_loopback(host: str) -> bool:
 
 
 def read_key_file(path: Path) -> str:
-    """The API key in `path` (surrounding whitespace ignored); a one-line warning on stderr when the file is
-    readable by its group or by others, as ssh does for a private key (the server still starts)."""
+    """The API key in `path` (surrounding whitespace ignored)."""
     try:
         key = path.read_text(encoding="utf-8").strip()
-        mode = stat.S_IMODE(path.stat().st_mode)
     except OSError as e:
         raise UserError(f"cannot read --api-key-file {path}: {e.strerror}") from None
+    if not key:
+        raise UserError(f"--api-key-file {path} is empty; make a key with: {NEW_KEY}")
+    return key
+
+
+def warn_if_readable(path: Path) -> None:
+    """A one-line warning on stderr when the key file is readable by its group or by others, as ssh does for a
+    private key (the server still starts); called once the settings are known good, so a bad key is one line."""
+    mode = stat.S_IMODE(path.stat().st_mode)
     readers = [who for who, bit in (("group", stat.S_IRGRP), ("others", stat.S_IROTH)) if mode & bit]
     if readers:
         print(f"warning: --api-key-file {path} is readable by {' and '.join(readers)} (mode {mode:04o}): anyone who "
               f"can read it can use the server; make it private with: chmod 600 {path}", file=sys.stderr, flush=True)
-    if not key:
-        raise UserError(f"--api-key-file {path} is empty; make a key with: {NEW_KEY}")
-    return key

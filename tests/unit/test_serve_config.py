@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from rewardkit.errors import UserError
-from rewardkit.serving.config import read_key_file
+from rewardkit.serving.config import read_key_file, warn_if_readable
 
 KEY = "test-key-0123456789abcdef"
 
@@ -15,6 +15,7 @@ def test_a_key_file_readable_by_group_or_others_gets_one_warning_line(tmp_path, 
     path.write_text(KEY + "\n")
     path.chmod(mode)
     assert read_key_file(path) == KEY
+    warn_if_readable(path)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith(f"warning: --api-key-file {path} is readable by {readers} (mode 0{mode:o})")
@@ -27,6 +28,7 @@ def test_a_private_key_file_gets_no_warning(tmp_path, capsys, mode):
     path.write_text(KEY)
     path.chmod(mode)
     assert read_key_file(path) == KEY
+    warn_if_readable(path)
     assert capsys.readouterr().err == ""
 
 
