@@ -54,12 +54,13 @@ def peak_gpu_mb(device: torch.device) -> dict:
 
 
 def time_training(model_dir: str, data: str, steps: int, warmup: int, batch: int, max_length: int,
-                  compile_model: bool = False, device_name: str = "cpu") -> dict:
+                  compile_model: bool = False, device_name: str = "cpu", precision: str = "fp32") -> dict:
     device = torch.device(device_name)
     model, tokenizer = load_base(model_dir, "cls", SEED)
     model.to(device)
     cfg = TrainConfig(max_length=max_length, batch_size=batch, epochs=1, lr=5e-5, scheduler="constant",
-                      warmup_ratio=0.0, checkpoint_every=0, device=device.type, compile=compile_model, seed=SEED)
+                      warmup_ratio=0.0, checkpoint_every=0, device=device.type, compile=compile_model, seed=SEED,
+                      precision=precision)
     stamps: list[tuple[float, int, int]] = []  # (time, tokens, sum of squared lengths so far) after each step
     squares = [0]
     model.register_forward_pre_hook(lambda module, inputs: squares.__setitem__(  # inputs[1]: the attention mask
