@@ -51,8 +51,9 @@ def machine_facts(device: torch.device) -> list[str]:
 
 def prepare(device: torch.device, quick: bool, out: Path) -> tuple[Setup, Path, int]:
     """The run's model directory and token stores (built once, under `out`), and the child time limit."""
-    from rewardkit.encoding.tokenizers import load_tokenizer
     from transformers import AutoConfig
+
+    from rewardkit.encoding.tokenizers import load_tokenizer
 
     name, batch, steps, max_length, held_out_pairs, limit = SETTINGS[quick]
     train, held_out = workloads.bench_data(*((60, 20) if quick else ()))
