@@ -48,12 +48,15 @@ def test_every_check_passes_on_the_cpu(bench_out, tmp_path, monkeypatch, capsys)
 def break_every_comparison(monkeypatch) -> None:
     """One perturbation per check, each in the code path the check compares."""
     fast_rewards, loss, save, gather = fast_deberta.rewards, loop.bt_loss_per_pair, checkpoint.save, fsdp.gather_plain
-    monkeypatch.setattr(fast_deberta, "rewards", lambda *a, **k: fast_rewards(*a, **k) + 1e-2)
-    monkeypatch.setattr(loop, "bt_loss_per_pair",  # bf16 training computes another loss
-                        lambda *a, **k: loss(*a, **k) + (0.1 if torch.is_autocast_enabled("cpu") else 0.0))
+    monkeypatch.setattr(fast_deberta, "rewards", lambda *a, **k: fast_rewards(*a, **k) + 0.1)
+    monkeypatch.setattr(loop, "bt_loss_per_pair",  # bf16 training computes another loss (rewards come out fp32)
+                        lambda c, r, *a, **k: loss(c, r, *a, **k) + 0.1 * (cfg_precision[0] == "bf16"))
+    cfg_precision = ["fp32"]
+    autocast = loop.autocast
+    monkeypatch.setattr(loop, "autocast", lambda device, p: cfg_precision.__setitem__(0, p) or autocast(device, p))
 
     def save_fresh_optimizer(directory, *, optimizer, **state):  # a checkpoint that loses Adam's moments
-        fresh = torch.optim.AdamW([p for group in optimizer.param_groups for p in group["params"]], lr=1e-4)
+        fresh = torch.optim.AdamW([{"params": group["params"]} for group in optimizer.param_groups], lr=1e-4)
         save(directory, optimizer=fresh, **state)
     monkeypatch.setattr(checkpoint, "save", save_fresh_optimizer)
     train = ddp.train
@@ -62,7 +65,7 @@ def break_every_comparison(monkeypatch) -> None:
     def gather_perturbed(*args, **kwargs):
         plain, adapted = gather(*args, **kwargs)
         with torch.no_grad():
-            next(plain.parameters()).add_(0.5)
+            list(plain.parameters())[-1].add_(0.5)  # the score head's bias
         return plain, adapted
     monkeypatch.setattr(fsdp, "gather_plain", gather_perturbed)
     monkeypatch.setattr(speed.importlib.util, "find_spec", lambda name, *a: None if name == "trl" else True)
