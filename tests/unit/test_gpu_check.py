@@ -68,7 +68,8 @@ def break_every_comparison(monkeypatch) -> None:
             list(plain.parameters())[-1].add_(0.5)  # the score head's bias
         return plain, adapted
     monkeypatch.setattr(fsdp, "gather_plain", gather_perturbed)
-    monkeypatch.setattr(speed.importlib.util, "find_spec", lambda name, *a: None if name == "trl" else True)
+    find_spec = speed.importlib.util.find_spec
+    monkeypatch.setattr(speed.importlib.util, "find_spec", lambda name, *a: None if name == "trl" else find_spec(name, *a))
 
 
 def test_each_check_fails_when_its_comparison_is_broken(bench_out, tmp_path, monkeypatch):
