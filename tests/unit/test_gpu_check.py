@@ -69,7 +69,8 @@ def break_every_comparison(monkeypatch) -> None:
         return plain, adapted
     monkeypatch.setattr(fsdp, "gather_plain", gather_perturbed)
     find_spec = speed.importlib.util.find_spec
-    monkeypatch.setattr(speed.importlib.util, "find_spec", lambda name, *a: None if name == "trl" else find_spec(name, *a))
+    monkeypatch.setattr(speed.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "trl" else find_spec(name, *a))
 
 
 def test_each_check_fails_when_its_comparison_is_broken(bench_out, tmp_path, monkeypatch):
