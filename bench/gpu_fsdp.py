@@ -101,10 +101,11 @@ def check_family(family: str, device: torch.device, precision: str, steps: int) 
     out["loss_first_last"] = [round(losses[0], 5), round(losses[-1], 5)]
     out["loss_falls"] = losses[-1] < losses[0]
 
+    with torch.no_grad(), autocast(device, precision):
+        after = model.eval()(ids, mask).float()  # before gathering: on one rank the copy may alias the shards
     cfg = TrainConfig(lora=LORA)
     gathered, adapted = fsdp.gather_plain(model, ranks, lambda: skeleton(model, cfg))
     with torch.no_grad(), autocast(device, precision):
-        after = model.eval()(ids, mask).float()
         copied = gathered.to(device).eval()(ids, mask).float()
     out["gathered_matches"] = bool((after - copied).abs().max() <= tolerance) and adapted is not None
     return out

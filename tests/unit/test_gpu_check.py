@@ -64,8 +64,9 @@ def break_every_comparison(monkeypatch) -> None:
 
     def gather_perturbed(*args, **kwargs):
         plain, adapted = gather(*args, **kwargs)
-        with torch.no_grad():
-            list(plain.parameters())[-1].add_(0.5)  # the score head's bias
+        with torch.no_grad():  # every weight: the last parameter may be one the forward does not use (peft's
+            for p in plain.parameters():  # modules_to_save keeps the original head beside the trained copy)
+                p.add_(0.05)
         return plain, adapted
     monkeypatch.setattr(fsdp, "gather_plain", gather_perturbed)
     find_spec = speed.importlib.util.find_spec
