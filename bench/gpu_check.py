@@ -11,7 +11,7 @@ docstrings of bench/gpucheck/<check>.py):
 6. fsdp_lora: the fsdp + LoRA + activation checkpointing step (bench/gpu_fsdp.py).
 cuda (default): deberta-v3-small dims (random init, tokenizer trained on the bench conversations), max length 512,
 batch 32 pairs; `--device cpu --quick`: scratch-tiny dims, a few steps, fp32 and the CPU's bf16 autocast standing
-in for CUDA's (tests/unit/test_gpu_check.py). A failing check is a FAIL row, the others still run. The machine's
+in for CUDA's (tests/unit/test_gpu_check_cpu.py). A failing check is a FAIL row, the others still run. The machine's
 facts and one table (check, result, figure, tolerance, notes) go to stdout and, with the log of every child
 process, to DIR (default $OUT, else bench/out/gpu_check); exit 1 when a row FAILs.
 """
