@@ -85,7 +85,9 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
                     run_validation(state, validate, ranks)
                 if on_step is not None:
                     on_step({**state.curve[-1], "tokens": tokens})
-                checkpoint_or_stop(state, stop_signal, bar, cfg, ranks, ckpt_dir, total)
+                # one process needs no agreement: a signal that came during validation is honoured now
+                checkpoint_or_stop(state, stop_signal if ranks.world > 1 else stop.signum, bar, cfg, ranks,
+                                   ckpt_dir, total)
     return state.curve
 
 
@@ -190,15 +192,15 @@ def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: 
 def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: TrainConfig, device: torch.device,
                    ranks: Ranks, stop: preemption.StopOnSignal) -> tuple[dict, int]:
     """Clip the gradient, stop on a non-finite loss or gradient, take the step. Returns the step's curve values
-    (loss and accuracy over the global batch, the learning rate it used) and the stop signal every rank agreed
-    on (0: go on). The step's one read of the device: (loss sum, correct pairs, the ranks' stop requests, gradient
+    (loss and accuracy over the global batch, the learning rate it used) and, with several ranks, the stop signal
+    they all agreed on (0: go on). The step's one read of the device: (loss sum, correct pairs, the ranks' stop requests, gradient
     norm) together; the requests ride in the same all-reduce as the sums, so agreeing costs no extra collective."""
     clip = fsdp.clip_grad_norm if fsdp.is_sharded(state.model) else torch.nn.utils.clip_grad_norm_
     grad_norm = clip(list(state.model.parameters()), cfg.max_grad_norm or float("inf"))
     requests = to_device(stop.request_counts(), device) if ranks.world > 1 else sums.new_zeros(0)
     reduced = distributed.all_reduce_sum(torch.cat([sums, requests]), ranks)  # on the device (NCCL: in place)
     loss_sum, correct, *counts, grad_norm = torch.cat([reduced, grad_norm.detach().double().view(1)]).tolist()
-    stop_signal = stop.from_counts(counts) if ranks.world > 1 else stop.signum  # one process: no need to agree
+    stop_signal = stop.from_counts(counts) if ranks.world > 1 else 0  # one process: read after the step
     loss = loss_sum / n_pairs
     if not (np.isfinite(loss) and np.isfinite(grad_norm)):
         raise diverged(state.step + 1, loss, grad_norm, cfg, device)
