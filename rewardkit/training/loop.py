@@ -193,8 +193,8 @@ def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: Tra
                    ranks: Ranks, stop: preemption.StopOnSignal) -> tuple[dict, int]:
     """Clip the gradient, stop on a non-finite loss or gradient, take the step. Returns the step's curve values
     (loss and accuracy over the global batch, the learning rate it used) and, with several ranks, the stop signal
-    they all agreed on (0: go on). The step's one read of the device: (loss sum, correct pairs, the ranks' stop requests, gradient
-    norm) together; the requests ride in the same all-reduce as the sums, so agreeing costs no extra collective."""
+    they all agreed on (0: go on). The step's one read of the device: (loss sum, correct pairs, the ranks' stop
+    requests, gradient norm) together; the requests ride in the all-reduce of the sums: no extra collective."""
     clip = fsdp.clip_grad_norm if fsdp.is_sharded(state.model) else torch.nn.utils.clip_grad_norm_
     grad_norm = clip(list(state.model.parameters()), cfg.max_grad_norm or float("inf"))
     requests = to_device(stop.request_counts(), device) if ranks.world > 1 else sums.new_zeros(0)
