@@ -7,12 +7,11 @@ and function through `ops.run_step`, so a checkpointed base is checkpointed whic
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 
 import torch
 
+from rewardkit.allocator import return_freed_heap
 from rewardkit.errors import UserError
 from rewardkit.modeling.model import RewardModel
 
@@ -40,5 +39,5 @@ def release_freed_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    elif (libc := ctypes.util.find_library("c")) and hasattr(lib := ctypes.CDLL(libc), "malloc_trim"):
-        lib.malloc_trim(0)  # glibc only; other C libraries return large frees on their own
+    else:
+        return_freed_heap()
