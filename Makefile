@@ -36,7 +36,7 @@ repro: setup
 	$(RUN) $(BIN)/dvc repro
 
 test: setup
-	$(RUN) $(BIN)/python -m pytest -q
+	$(RUN) $(BIN)/python -m pytest -q --durations=15
 
 # the in-process tier alone (no dvc, torchrun or subprocesses): for everyday work
 test-fast: setup

@@ -16,6 +16,7 @@ Example, one pair with prompt p1 p2 and answers c1 c2 / r1, in one row with a se
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 
 from rewardkit.encoding.families import is_decoder_only
 from rewardkit.modeling.batching import pad_batch
+from rewardkit.modeling.devices import to_device
 
 MASKED_ATTENTION = ("sdpa", "eager", "flex_attention")  # implementations that honour a custom 4D mask / BlockMask
 MIN_SHARED = 16  # fewer common leading tokens than this (a BOS, a system line) do not make two sequences a group
@@ -50,8 +52,7 @@ class Packed(NamedTuple):
     layout: Layout
 
     def to(self, device: torch.device) -> Packed:
-        move = (lambda t: t.pin_memory().to(device, non_blocking=True)) if device.type == "cuda" else \
-            (lambda t: t.to(device))
+        move = partial(to_device, device=device)
         return Packed(move(self.input_ids), None, None, Layout(*map(move, self.layout)))
 
 

@@ -99,6 +99,15 @@ def test_rejected_answer_does_not_see_the_chosen_one():
     torch.testing.assert_close(after[1:], base[1:], atol=1e-6, rtol=0)
 
 
+def test_a_packed_batch_moves_every_tensor_to_the_device():
+    """The meta device stands in for a GPU: ids and every layout tensor move (CUDA takes devices.to_device's pinned,
+    non-blocking copy)."""
+    packed = packing.pack(pairs(np.random.default_rng(3)), 0, packing.pair_groups(4))
+    moved = packed.to(torch.device("meta"))
+    assert [t.device.type for t in (moved.input_ids, *moved.layout)] == ["meta"] * (1 + len(packed.layout))
+    assert [t.shape for t in moved.layout] == [t.shape for t in packed.layout]
+
+
 def test_groups_share_the_longest_common_prefix_and_keep_an_own_token():
     seqs = [[1] + list(range(10, 40)) + [5, EOS], [1] + list(range(10, 40)) + [6, 7, EOS],
             [1] + list(range(10, 40)), [1, 99, 98] + list(range(50, 70))]
