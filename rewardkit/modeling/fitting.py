@@ -30,6 +30,8 @@ def free_bytes(device: torch.device) -> int:
 
 
 def bf16_supported(device: torch.device) -> bool:
+    """Whether `device` can hold bf16 weights. A storage question, not a speed one: GPUs before Ampere emulate
+    bf16 arithmetic (slow but correct), which is still better than a model that does not fit in fp32."""
     return device.type != "cuda" or torch.cuda.is_bf16_supported()
 
 
