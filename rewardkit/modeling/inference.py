@@ -5,6 +5,8 @@ whole small batches in parallel beat one batch's small matmuls split over cores.
 thread, so rewards are bit-identical whatever the number of cores. On CUDA, and for a model sharded with FSDP
 (whose forwards all-gather weights: every rank must issue them in the same order), they run one after another.
 `precision` (fp32, bf16 or auto: rewardkit.modeling.devices) is the body's; the score head and rewards are fp32.
+After each CPU batch the process's freed heap is kept within a bound (rewardkit.allocator.HeapBound, one for the
+process, so a server's many small calls count together): batches of ever new widths would otherwise grow it.
 """
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ import numpy as np
 import torch
 from torch.distributed.fsdp import FSDPModule
 
+from rewardkit.allocator import HeapBound
 from rewardkit.modeling.batching import CPU_BATCH_TOKENS, inference_batches, pad_batch
 from rewardkit.modeling.devices import autocast
 from rewardkit.modeling.packing import pack_batch, packed_batches
 
 Model = Callable[..., torch.Tensor]  # (input_ids, attention_mask[, token_type_ids]) -> (N,) rewards
+HEAP = HeapBound()
 
 
 def no_grad(model: Model):
@@ -72,14 +76,17 @@ def score_sequences(model: Model, sequences: list[list[int]], pad_id: int, batch
     pool = ThreadPoolExecutor(workers, thread_name_prefix="score", initializer=torch.set_num_threads, initargs=(1,))
     try:  # set_num_threads is per thread (OpenMP's and MKL's settings are thread-local): the caller's is kept
         results = pool.map(score, batches)
-        _collect(rewards, batches, results, progress)
+        _collect(rewards, batches, results, progress, HEAP)
     finally:
         pool.shutdown(cancel_futures=True)  # on Ctrl-C or an error the queued batches are dropped, not run
     return rewards
 
 
-def _collect(rewards: torch.Tensor, batches: list[np.ndarray], results, progress) -> None:
+def _collect(rewards: torch.Tensor, batches: list[np.ndarray], results, progress,
+             heap: HeapBound | None = None) -> None:
     for batch, out in zip(batches, results):
         rewards[torch.from_numpy(batch)] = out
         if progress is not None:
             progress.update(len(batch))
+        if heap is not None:
+            heap.check()
