@@ -1,6 +1,6 @@
 """The train stage's job: fine-tune a Bradley–Terry reward model on the training split's token store and write the
-artifact, the training metrics (one pass over the training pairs, or an even sample of train.stats_pairs of them,
-with the final weights) and the training curve."""
+artifact and the training metrics (one pass over the training pairs, or an even sample of train.stats_pairs of them,
+with the final weights). The curve is logged through dvclive as training goes (`rewardkit.training.curve_log`)."""
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +19,7 @@ from rewardkit.encoding.store import PairSubset, TokenStore
 from rewardkit.encoding.templates import TRUNCATION_POLICY, PairTemplate
 from rewardkit.encoding.tokenizers import load_saved_tokenizer
 from rewardkit.errors import UserError
-from rewardkit.io import directory_sha256, file_sha256, round_floats, write_csv, write_json
+from rewardkit.io import directory_sha256, file_sha256, round_floats
 from rewardkit.modeling.artifact import save_artifact
 from rewardkit.modeling.devices import enable_tf32, resolve_device
 from rewardkit.modeling.inference import score_sequences
@@ -27,12 +27,10 @@ from rewardkit.modeling.model import RewardModel, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.modeling.scratch import init_scratch_model
 from rewardkit.training import checkpoint, distributed, launcher
+from rewardkit.training.curve_log import CurveLog
 from rewardkit.training.distributed import Ranks
 from rewardkit.training.loop import optimize
 from rewardkit.training.run_key import run_key
-
-CURVE_FIELDS = ["step", "epoch", "loss", "accuracy", "lr"]
-VALIDATION_FIELDS = ["step", "val_loss", "val_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -42,10 +40,8 @@ class TrainPaths:
     tokenizer: Path
     """The tokenizer the stores were made with."""
     model_dir: Path
-    metrics: Path
-    curve: Path
-    validation_curve: Path
-    """CSV of the validation slice's loss and accuracy (train.eval_every; only the header when that is off)."""
+    live: Path
+    """dvclive's directory: metrics.json (the summary), plots/metrics/*.tsv (per step), plots/custom/validation.json."""
     scratch: Path
     """Git-ignored working directory: scratch bases and resumable checkpoints."""
 
@@ -117,10 +113,14 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     training, validation = carve_validation(pairs, cfg)
     validate = None if validation is None else (
         lambda: validation_metrics(model, validation, tokenizer.pad_token_id, 4 * cfg.batch_size, device))
-    curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate)
+    log = CurveLog(paths.live) if ranks.is_main else None  # one writer under DDP
+    curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate,
+                     on_step=log and log.on_step, on_resume=log and log.on_resume)
     if ranks.is_main:
-        write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device,
-                      {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})})
+        if validation is not None:
+            counts["validation_pairs"] = len(validation)
+        metrics = write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device, counts)
+        log.finish(metrics, len(curve))
         checkpoint.remove(ckpt_dir)
     # no barrier here: the other ranks may exit while rank 0 scores and saves, which on a large training set
     # can outlast NCCL's 10-minute collective timeout
@@ -157,9 +157,9 @@ def stats_sample(n: int, limit: int) -> np.ndarray:
 
 def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: PairTemplate, pairs: TokenStore,
                   curve: list[dict], model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
-                  counts: dict) -> None:
-    """Score the training pairs (or a sample) with the final weights, then write the artifact, the curve and the
-    metrics."""
+                  counts: dict) -> dict:
+    """Score the training pairs (or a sample) with the final weights, write the artifact; returns the final
+    metrics (the dvclive summary adds the last step's loss, accuracy, lr and epoch, and "step")."""
     model.eval()
     picked = stats_sample(len(pairs), cfg.stats_pairs)
     sequences, segments = pairs.sequences(picked)
@@ -176,12 +176,9 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
             "data_sha256": pairs.meta["source_sha256"], "reward_mean": rewards.mean().item(),
             "reward_std": rewards.std().item()}
     save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8))
-    write_csv(paths.curve, round_floats(curve, 8), CURVE_FIELDS)
     validation = [r for r in curve if "val_loss" in r]
-    write_csv(paths.validation_curve, round_floats(validation, 8), VALIDATION_FIELDS)
     metrics = {"train_loss": train_loss, "train_accuracy": pair_correct(chosen, rejected).mean().item(),
-               "last_step_loss": curve[-1]["loss"], "steps": len(curve), "epochs": cfg.epochs,
-               "reward_mean": meta["reward_mean"], "reward_std": meta["reward_std"], **counts}
+               "epochs": cfg.epochs, "reward_mean": meta["reward_mean"], "reward_std": meta["reward_std"], **counts}
     if cfg.max_steps:
         metrics["max_steps"] = cfg.max_steps  # the run may have stopped before train.epochs
     if validation:
@@ -190,4 +187,4 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
                        best_validation_accuracy=best["val_accuracy"])
     if n < len(pairs):
         metrics["stats_pairs"] = n  # train_loss/accuracy and reward statistics from this many pairs
-    write_json(paths.metrics, round_floats(metrics))
+    return round_floats(metrics)

@@ -7,11 +7,12 @@ import pytest
 from rewardkit.errors import UserError
 from rewardkit.training import checkpoint
 from rewardkit.training import loop as optimization
-from tests.conftest import easy_rows, read_jsonl, train_in_process
+from tests.conftest import easy_rows, live_metrics, live_series, read_jsonl, train_in_process
 
 FAST = {"max_length": 96, "batch_size": 8, "epochs": 2, "lr": 3e-3, "warmup_ratio": 0.05, "checkpoint_every": 0}
-OUTPUTS = ("models/trained/model.safetensors", "models/trained/reward_model.json", "metrics/train.json",
-           "metrics/train_curve.csv")
+OUTPUTS = ("models/trained/model.safetensors", "models/trained/reward_model.json", "metrics/train/metrics.json",
+           "metrics/train/plots/metrics/loss.tsv", "metrics/train/plots/metrics/lr.tsv",
+           "metrics/train/plots/custom/validation.json")
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +22,12 @@ def trained(tmp_path_factory, tiny_base):
 
 
 def test_training_on_an_easy_set_generalises(trained):
-    metrics = json.loads((trained / "metrics/eval.json").read_text())
+    metrics = live_metrics(trained, "eval")
     assert metrics["pairs"] == 60
     assert metrics["accuracy"] >= 0.9
     assert metrics["baseline_longer_wins_accuracy"] == 0.0  # on this set the chosen answer is always shorter
-    train = json.loads((trained / "metrics/train.json").read_text())
-    assert train["steps"] == 2 * 240 // 8 and train["pairs_used"] == 240
+    train = live_metrics(trained, "train")
+    assert train["step"] == 2 * 240 // 8 and train["pairs_used"] == 240
     assert train["train_loss"] < 0.69
 
 
@@ -40,16 +41,18 @@ def test_artifact_is_self_describing_safetensors(trained):
     assert meta["reward_std"] > 0
 
 
-def test_curve_has_one_row_per_step(trained):
-    lines = (trained / "metrics/train_curve.csv").read_text().splitlines()
-    assert lines[0] == "step,epoch,loss,accuracy,lr"
-    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, 61))
+def test_curve_has_one_row_per_step_and_the_summary_the_last_one(trained):
+    curve = {name: live_series(trained, name) for name in ("epoch", "loss", "accuracy", "lr")}
+    assert all([step for step, _ in rows] == list(range(1, 61)) for rows in curve.values())
+    assert [epoch for _, epoch in curve["epoch"]] == [1] * 30 + [2] * 30
+    summary = live_metrics(trained, "train")
+    assert {name: summary[name] for name in curve} == {name: rows[-1][1] for name, rows in curve.items()}
 
 
 def test_eval_scores_are_written_per_pair(trained):
     rows = read_jsonl(trained / "data/eval_scores.jsonl")
     assert [r["index"] for r in rows] == list(range(60))
-    accuracy = json.loads((trained / "metrics/eval.json").read_text())["accuracy"]
+    accuracy = live_metrics(trained, "eval")["accuracy"]
     assert np.mean([r["correct"] for r in rows]) == pytest.approx(accuracy, abs=1e-6)
 
 
@@ -69,6 +72,7 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, tiny_base, monke
     with pytest.raises(KeyboardInterrupt):
         train_in_process(tmp_path / "resumed", tiny_base, easy_rows(160), **params)
     assert saves == [5, 10] and not (tmp_path / "resumed/models/trained").exists()
+    assert [step for step, _ in live_series(tmp_path / "resumed", "loss")] == list(range(1, 11))  # logged live
     monkeypatch.setattr(optimization.checkpoint, "save", real_save)
 
     train_in_process(tmp_path / "resumed", tiny_base, easy_rows(160), **params)
@@ -92,4 +96,5 @@ def test_non_finite_loss_stops_with_a_clear_message_and_no_model(tmp_path, tiny_
         train_in_process(tmp_path, tiny_base, rows, train=FAST)
     assert "training diverged at step" in str(error.value) and "train.lr=" in str(error.value)
     assert "No model was written" in str(error.value)
-    assert not (tmp_path / "models/trained").exists() and not (tmp_path / "metrics/train.json").exists()
+    assert not (tmp_path / "models/trained").exists()
+    assert "train_loss" not in live_metrics(tmp_path, "train")  # the live summary stops at the last good step
