@@ -1,13 +1,14 @@
 """Experiment tracking through dvclive, the logger that `dvc exp show`, `dvc plots`, the VS Code DVC extension and
 DVC Studio read, so a running `dvc exp run` can be watched step by step.
 
-The train and evaluate stages each log into one dvclive directory, laid out as dvclive lays it out:
+A stage logs into one dvclive directory, laid out as dvclive lays it out:
     <dir>/metrics.json              the summary: the latest value of every per-step metric, "step", the final metrics
     <dir>/plots/metrics/<name>.tsv  one row a step ("step", value), appended as the stage goes
     <dir>/plots/custom/<name>.json  plots that are not one value a step (validation curve, histograms, calibration)
-`Live(dir, dvcyaml=False, save_dvc_exp=False)`: dvc.yaml declares these files and draws the plots with titles and
-axis labels, so dvclive must not edit it; `dvc exp run` or `dvc repro` records the experiment, not dvclive. No
-report and no timestamp column, so the same run gives the same bytes and `dvc.lock` does not churn.
+`Live(dir, dvcyaml=False, save_dvc_exp=False)`, the layout DVC documents for dvclive inside a pipeline stage:
+dvc.yaml declares these files and draws the plots with titles and axis labels, so dvclive must not edit it, and
+`dvc exp run` or `dvc repro` records the experiment, not dvclive. No report and no timestamp column, so the same
+run gives the same bytes and `dvc.lock` does not churn.
 """
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ sync re-reads every metric's whole history, so syncing every step would cost O(s
 that `dvc exp show` reads is rewritten every step instead, which costs one small file write."""
 
 
+def open_live(directory: Path) -> Live:
+    """A dvclive run logging into `directory` (emptied of a previous run's files), leaving dvc.yaml alone."""
+    return Live(str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
+
+
 def sorted_keys(obj: object) -> object:
     """`obj` with every dict's keys in sorted order: the summary's bytes do not depend on when a key first came."""
     if isinstance(obj, dict):
@@ -31,11 +37,11 @@ def sorted_keys(obj: object) -> object:
 
 
 class StageLog:
-    """One stage's dvclive directory (see the module docstring). Create it only on the process that logs (rank 0
-    under DDP)."""
+    """A stage's dvclive run with per-step metrics and a summary (see the module docstring). Create it only on the
+    process that logs (rank 0 under DDP)."""
 
     def __init__(self, directory: Path, clock: Callable[[], float] = time.monotonic):
-        self.live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
+        self.live = open_live(directory)
         self.clock, self.synced = clock, clock()
 
     def log_step(self, step: int, plotted: dict[str, float], summary_only: dict[str, float] | None = None) -> None:
@@ -63,3 +69,12 @@ class StageLog:
         self.live.summary = sorted_keys({**self.live.summary, **metrics})
         self.live.make_summary()  # before end(): end() takes its step from the summary on disk
         self.live.end()
+
+
+def write_plots(directory: Path, plots: dict[str, tuple[list[dict], str, str | list[str]]]) -> None:
+    """Plots of a stage that logs no metric through dvclive (evaluate): name -> (rows, x, y), each written to
+    <dir>/plots/custom/<name>.json. The run is not ended: `Live.end()` would write an empty <dir>/metrics.json, an
+    output dvc.yaml does not declare (the stage writes its own metrics file)."""
+    live = open_live(directory)
+    for name, (rows, x, y) in plots.items():
+        live.log_plot(name, rows, x=x, y=y)

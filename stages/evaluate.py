@@ -15,9 +15,8 @@ from rewardkit.evaluation.job import EvaluatePaths, evaluate_model  # noqa: E402
 
 PATHS = {"store": "token store of the held-out pairs", "model": "trained reward model directory",
          "release": "directory to write the released model (the trained one and its model card) to",
-         "scores": "JSONL of per-pair rewards to write",
-         "live": "dvclive directory: metrics.json (the evaluation metrics), plots/custom/*.json (reward histogram, "
-                 "calibration curve, accuracy per source/subset group)",
+         "scores": "JSONL of per-pair rewards to write", "metrics": "JSON of the evaluation metrics",
+         "live": "dvclive directory of the plots (reward histogram, calibration curve, accuracy per group)",
          "extra_dir": "directory of the extra set files",
          "extra_out": "directory for the extra sets' validated rows and token stores"}
 
@@ -28,8 +27,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    paths = EvaluatePaths(args.store, args.model, args.release, args.scores, args.live, args.extra_dir,
-                          args.extra_out)
+    paths = EvaluatePaths(args.store, args.model, args.release, args.scores, args.metrics, args.live,
+                          args.extra_dir, args.extra_out)
     evaluate_model(paths, load(EvaluateConfig), load(ValidateConfig))
 
 

@@ -79,9 +79,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 # the stages' dvclive directories (dvc.yaml's --live paths) and what dvclive writes in them
-def live_metrics(work: Path, stage: str) -> dict:
-    """metrics/<stage>/metrics.json: the stage's dvclive summary."""
-    return json.loads((work / "metrics" / stage / "metrics.json").read_text(encoding="utf-8"))
+def train_summary(work: Path) -> dict:
+    """metrics/train/metrics.json: the train stage's dvclive summary (its metrics)."""
+    return json.loads((work / "metrics/train/metrics.json").read_text(encoding="utf-8"))
 
 
 def live_series(work: Path, name: str) -> list[tuple[int, float]]:
@@ -203,8 +203,8 @@ def evaluate_paths(work: Path):
     from rewardkit.evaluation.job import EvaluatePaths
 
     p = _paths("evaluate", work)
-    return EvaluatePaths(p["store"], p["model"], p["release"], p["scores"], p["live"], p["extra_dir"],
-                         p["extra_out"])
+    return EvaluatePaths(p["store"], p["model"], p["release"], p["scores"], p["metrics"], p["live"],
+                         p["extra_dir"], p["extra_out"])
 
 
 def write_params(directory: Path, sections: dict[str, dict]) -> Path:

@@ -3,10 +3,8 @@ any extra evaluation sets with the trained model, without holding the rows; then
 
 Metrics per set: pairwise accuracy over ALL pairs with ties ½, tie rate, margin, BT loss, reward mean/std, ECE,
 accuracy by which side is longer, the "longer answer wins" baseline on the same pairs, and breakdowns by `source` and
-`subset` when pairs carry them (`rewardkit.evaluation.breakdowns`). Also per-pair scores of the eval split. The
-metrics and the plot data are logged through dvclive (`rewardkit.tracking`): <live>/metrics.json, and under
-<live>/plots/custom/ reward_histogram.json, calibration.json and accuracy_by_group.json.
-"""
+`subset` when pairs carry them (`rewardkit.evaluation.breakdowns`). Also per-pair scores of the eval split, and the
+plot data (reward histogram, calibration curve, accuracy per group) as dvclive custom plots (`rewardkit.tracking`)."""
 from __future__ import annotations
 
 import json
@@ -26,13 +24,13 @@ from rewardkit.evaluation.breakdowns import breakdowns, group_rows, pair_frame
 from rewardkit.evaluation.extra_sets import check_extra_sets, prepare_extra_set
 from rewardkit.evaluation.metrics import pair_metrics, reward_histogram
 from rewardkit.evaluation.model_card import write_release
-from rewardkit.io import atomic_path, round_floats
+from rewardkit.io import atomic_path, round_floats, write_json
 from rewardkit.modeling.artifact import load_artifact
 from rewardkit.modeling.devices import enable_tf32, resolve_device
 from rewardkit.modeling.inference import score_sequences
 from rewardkit.modeling.model import RewardModel
 from rewardkit.modeling.objective import pair_correct
-from rewardkit.tracking import StageLog
+from rewardkit.tracking import write_plots
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,9 @@ class EvaluatePaths:
     release: Path
     """Where the released model goes: the trained model's files plus its model card."""
     scores: Path
+    metrics: Path
     live: Path
-    """dvclive's directory: metrics.json (every metric) and the plots' data under plots/custom/."""
+    """dvclive's directory for the plots: plots/custom/{reward_histogram,calibration,accuracy_by_group}.json."""
     extra_dir: Path
     """The directory holding every evaluate.extra_sets file (tracked by dvc.yaml)."""
     extra_out: Path
@@ -125,12 +124,12 @@ def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: Vali
                                                         sort_keys=True) + "\n", encoding="utf-8")
 
     write_scores(paths.scores, columns["id"], chosen, rejected)
+    write_plots(paths.live, {
+        "reward_histogram": (reward_histogram(chosen, rejected), "reward", ["chosen", "rejected"]),
+        "calibration": (round_floats(calibration_curve), "confidence", ["accuracy", "confidence"]),
+        "accuracy_by_group": (round_floats(groups), "accuracy", "group")})
     metrics = round_floats(metrics)
-    log = StageLog(paths.live)
-    log.log_plot("reward_histogram", reward_histogram(chosen, rejected), x="reward", y=["chosen", "rejected"])
-    log.log_plot("calibration", round_floats(calibration_curve), x="confidence", y=["accuracy", "confidence"])
-    log.log_plot("accuracy_by_group", round_floats(groups), x="accuracy", y="group")
-    log.finish(metrics)
+    write_json(paths.metrics, metrics)
     write_release(paths.model_dir, paths.release, meta, metrics)
     print(json.dumps({k: v for k, v in round_floats(metrics, 4).items() if not isinstance(v, dict)}))
     return metrics

@@ -15,7 +15,7 @@ from rewardkit.errors import UserError
 from rewardkit.evaluation.breakdowns import RB_EXAMPLE_COUNTS, by_group, pair_frame, rewardbench_sections
 from rewardkit.evaluation.job import evaluate_model
 from rewardkit.evaluation.summary import WIDTH, summary_lines
-from tests.conftest import easy_rows, evaluate_paths, live_metrics, live_plot, read_jsonl, train_in_process, write_jsonl
+from tests.conftest import easy_rows, evaluate_paths, live_plot, read_jsonl, train_in_process, write_jsonl
 
 TRAIN = {"max_length": 64, "batch_size": 8, "epochs": 1, "lr": 1e-2, "warmup_ratio": 0.0, "checkpoint_every": 0}
 
@@ -40,7 +40,7 @@ def evaluate(work, extra_sets: dict) -> dict:
 
 
 def test_breakdowns_by_source_and_subset_add_up(work):
-    metrics = live_metrics(work, "eval")
+    metrics = json.loads((work / "metrics/eval.json").read_text())
     by_source, by_subset = metrics["by_source"], metrics["by_subset"]
     assert {k: v["pairs"] for k, v in by_source.items()} == {"docs": 8, "forum": 16}
     overall = sum(v["accuracy"] * v["pairs"] for v in by_source.values()) / metrics["pairs"]
@@ -53,7 +53,7 @@ def test_breakdowns_by_source_and_subset_add_up(work):
 
 def test_no_breakdown_without_the_fields(tmp_path, tiny_base):
     work = train_in_process(tmp_path, tiny_base, easy_rows(16, seed=1), easy_rows(8, seed=2), train=TRAIN)
-    metrics = live_metrics(work, "eval")
+    metrics = json.loads((work / "metrics/eval.json").read_text())
     assert not {"by_source", "by_subset", "rewardbench"} & set(metrics)
     rows = live_plot(work, "eval", "accuracy_by_group")
     assert rows == [{"group": "eval: all pairs", "accuracy": metrics["accuracy"], "pairs": 8}]
@@ -97,7 +97,7 @@ def test_extra_sets_in_every_format_are_validated_scored_and_broken_down(work):
     assert extra["hh"]["validate"]["format"] == "implicit" and extra["rb"]["validate"]["format"] == "conversational"
     assert set(extra["regressions"]["by_source"]) == {"x", "y"}
     assert set(extra["rb"]["rewardbench"]) == {"Chat", "Chat Hard", "Score"}
-    assert live_metrics(work, "eval")["extra_sets"]["rb"]["pairs"] == 8
+    assert json.loads((work / "metrics/eval.json").read_text())["extra_sets"]["rb"]["pairs"] == 8
     groups = {row["group"] for row in live_plot(work, "eval", "accuracy_by_group")}
     assert {"regressions: source=x", "rb: subset=mt-bench-hard"} <= groups
     assert read_jsonl(work / "data/extra_sets/regressions/rejects.jsonl")[0]["reason"] == "not_object"
@@ -123,7 +123,7 @@ def test_the_released_model_has_a_card_with_the_metrics(work):
                                                                                       release.iterdir()}
     assert (release / "model.safetensors").read_bytes() == (work / "models/trained/model.safetensors").read_bytes()
     card = ModelCard.load(release / "README.md")
-    metrics = live_metrics(work, "eval")
+    metrics = json.loads((work / "metrics/eval.json").read_text())
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-classification"
     result = card.data.eval_results[0]
     assert (result.metric_type, result.metric_value) == ("accuracy", metrics["accuracy"])

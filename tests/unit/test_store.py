@@ -17,12 +17,12 @@ from rewardkit.errors import UserError
 from rewardkit.training.job import open_store
 from tests.conftest import (
     easy_rows,
-    live_metrics,
     live_plot,
     live_series,
     prepare_stage_inputs,
     train_in_process,
     train_paths,
+    train_summary,
 )
 
 
@@ -92,7 +92,7 @@ def test_max_steps_stops_training_and_the_schedule_follows(tmp_path, tiny_base):
                                    "warmup_ratio": 0.0, "scheduler": "linear", "checkpoint_every": 0})
     lrs = [lr for _, lr in live_series(work, "lr")]
     assert len(lrs) == 5 and lrs == pytest.approx([1e-3 * (1 - s / 5) for s in range(5)])  # linear over 5 steps
-    metrics = live_metrics(work, "train")
+    metrics = train_summary(work)
     assert metrics["step"] == 5 and metrics["max_steps"] == 5
 
 
@@ -100,7 +100,7 @@ def test_training_statistics_come_from_an_even_sample_when_asked(tmp_path, tiny_
     work = train_in_process(tmp_path, tiny_base, easy_rows(40),
                             train={"max_length": 64, "batch_size": 8, "epochs": 1, "stats_pairs": 10,
                                    "checkpoint_every": 0})
-    assert live_metrics(work, "train")["stats_pairs"] == 10
+    assert train_summary(work)["stats_pairs"] == 10
 
 
 def test_a_store_from_other_params_is_refused(tmp_path, tiny_base):
@@ -134,7 +134,7 @@ def test_validation_during_training_is_carved_from_the_training_split_by_prompt(
     steps = -(-len(training) // 8)
     assert [p["step"] for p in points] == sorted({*range(3, steps + 1, 3), steps})
     assert all(set(p) == {"step", "val_loss", "val_accuracy"} for p in points)
-    metrics = live_metrics(tmp_path, "train")
+    metrics = train_summary(tmp_path)
     assert metrics["validation_pairs"] == len(validation) and metrics["step"] == steps
     best = min(points, key=lambda p: p["val_loss"])
     assert (metrics["best_validation_step"], metrics["best_validation_loss"]) == (best["step"],
@@ -147,7 +147,7 @@ def test_validation_during_training_is_carved_from_the_training_split_by_prompt(
 def test_without_eval_every_the_validation_plot_is_empty(tmp_path, tiny_base):
     work = train_in_process(tmp_path, tiny_base, easy_rows(16), train={"max_length": 64, "checkpoint_every": 0})
     assert live_plot(work, "train", "validation") == []  # there, so `dvc plots show` finds every plot
-    assert not {"best_validation_step", "val_loss"} & set(live_metrics(work, "train"))
+    assert not {"best_validation_step", "val_loss"} & set(train_summary(work))
 
 
 def torch_cpu():

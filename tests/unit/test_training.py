@@ -7,7 +7,7 @@ import pytest
 from rewardkit.errors import UserError
 from rewardkit.training import checkpoint
 from rewardkit.training import loop as optimization
-from tests.conftest import easy_rows, live_metrics, live_series, read_jsonl, train_in_process
+from tests.conftest import easy_rows, live_series, read_jsonl, train_in_process, train_summary
 
 FAST = {"max_length": 96, "batch_size": 8, "epochs": 2, "lr": 3e-3, "warmup_ratio": 0.05, "checkpoint_every": 0}
 OUTPUTS = ("models/trained/model.safetensors", "models/trained/reward_model.json", "metrics/train/metrics.json",
@@ -22,11 +22,11 @@ def trained(tmp_path_factory, tiny_base):
 
 
 def test_training_on_an_easy_set_generalises(trained):
-    metrics = live_metrics(trained, "eval")
+    metrics = json.loads((trained / "metrics/eval.json").read_text())
     assert metrics["pairs"] == 60
     assert metrics["accuracy"] >= 0.9
     assert metrics["baseline_longer_wins_accuracy"] == 0.0  # on this set the chosen answer is always shorter
-    train = live_metrics(trained, "train")
+    train = train_summary(trained)
     assert train["step"] == 2 * 240 // 8 and train["pairs_used"] == 240
     assert train["train_loss"] < 0.69
 
@@ -45,14 +45,14 @@ def test_curve_has_one_row_per_step_and_the_summary_the_last_one(trained):
     curve = {name: live_series(trained, name) for name in ("epoch", "loss", "accuracy", "lr")}
     assert all([step for step, _ in rows] == list(range(1, 61)) for rows in curve.values())
     assert [epoch for _, epoch in curve["epoch"]] == [1] * 30 + [2] * 30
-    summary = live_metrics(trained, "train")
+    summary = train_summary(trained)
     assert {name: summary[name] for name in curve} == {name: rows[-1][1] for name, rows in curve.items()}
 
 
 def test_eval_scores_are_written_per_pair(trained):
     rows = read_jsonl(trained / "data/eval_scores.jsonl")
     assert [r["index"] for r in rows] == list(range(60))
-    accuracy = live_metrics(trained, "eval")["accuracy"]
+    accuracy = json.loads((trained / "metrics/eval.json").read_text())["accuracy"]
     assert np.mean([r["correct"] for r in rows]) == pytest.approx(accuracy, abs=1e-6)
 
 
@@ -97,4 +97,34 @@ def test_non_finite_loss_stops_with_a_clear_message_and_no_model(tmp_path, tiny_
     assert "training diverged at step" in str(error.value) and "train.lr=" in str(error.value)
     assert "No model was written" in str(error.value)
     assert not (tmp_path / "models/trained").exists()
-    assert "train_loss" not in live_metrics(tmp_path, "train")  # the live summary stops at the last good step
+    assert "train_loss" not in train_summary(tmp_path)  # the live summary stops at the last good step
+
+
+def test_the_live_summary_grows_on_disk_while_training_runs(tmp_path, tiny_base, monkeypatch):
+    """What `dvc exp show` reads, read from disk after every optimizer step while the loop is still running: the
+    step advances one by one and the per-step files gain a row each; the final metrics come only at the end."""
+    real, seen = optimization.checkpoint_or_stop, []
+
+    def read_then_go_on(*args, **kwargs):  # runs inside the loop, right after the step's on_step
+        summary = train_summary(tmp_path)
+        seen.append((summary["step"], len(live_series(tmp_path, "loss")), "train_loss" in summary))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optimization, "checkpoint_or_stop", read_then_go_on)
+    train_in_process(tmp_path, tiny_base, easy_rows(48), train=dict(FAST, epochs=1))
+    assert seen == [(step, step, False) for step in range(1, 7)]
+    assert train_summary(tmp_path)["step"] == 6 and "train_loss" in train_summary(tmp_path)
+
+
+def test_a_full_dvclive_sync_happens_at_most_every_sync_seconds(tmp_path):
+    from rewardkit import tracking
+
+    now = [0.0]
+    log = tracking.StageLog(tmp_path / "live", clock=lambda: now[0])
+    synced = []
+    log.live.next_step = lambda: synced.append(log.live.step)
+    for step in range(1, 8):
+        now[0] = 4.0 * step  # a step every 4 s: a sync at the steps where 10 s have passed since the last one
+        log.log_step(step, {"loss": 1.0 / step})
+    assert synced == [3, 6]
+    assert json.loads((tmp_path / "live/metrics.json").read_text()) == {"loss": 1 / 7, "step": 7}
