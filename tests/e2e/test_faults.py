@@ -36,7 +36,7 @@ PARAMS = {"batch_size": 4, "max_length": 64, "epochs": 3, "lr": 1e-3, "warmup_ra
 STOP_AT = 5  # the signal goes out once the bar shows this step: after the periodic checkpoint of step 4
 TRAIN = dict(zip(stage_args("train")[::2], stage_args("train")[1::2]))  # --flag: path, as dvc.yaml gives them
 MODEL = TRAIN["--model"]
-OUTPUTS = (f"{MODEL}/model.safetensors", TRAIN["--metrics"], TRAIN["--curve"])
+OUTPUTS = (f"{MODEL}/model.safetensors", f"{TRAIN['--live']}/metrics.json", f"{TRAIN['--live']}/plots/metrics/loss.tsv")
 TIMEOUT = 180  # seconds any run may take: a hang fails the test, not the CI job
 STOPPED = re.compile(r"error: stopped by (SIG\w+) after step (\d+)/%d; its checkpoint is in \.scratch/train/(\w+): "
                      r"rerun the train stage \(dvc repro\) to resume from it" % STEPS)
