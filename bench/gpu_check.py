@@ -148,7 +148,7 @@ def ddp_worker(model_dir: str, data: str, device_name: str, steps: int) -> None:
     for step in range(steps):
         index = [(2 * step) % len(pairs), (2 * step + 1) % len(pairs)]
         sequences, segments = pairs.sequences(index)
-        with autocast(device):
+        with autocast(device, "auto"):
             rewards = ddp(*pad_batch(sequences, tokenizer.pad_token_id, 8, segments).to(device)).float()
         loss = bt_loss_per_pair(rewards[:2], rewards[2:]).mean()
         loss.backward()

@@ -1,16 +1,22 @@
-"""Scale benchmark of the whole pipeline: validate -> split -> tokenize -> train (a few steps) -> evaluate on a
-synthetic HH-length preference JSONL of N pairs, each stage its own `python -m stages.X` process.
+"""Scale benchmark of the whole pipeline: validate -> split -> tokenize -> train -> evaluate on a generated
+preference JSONL of N pairs, each stage its own `python -m stages.X` process, at the shipped params.
 
-    python -m bench.scale [--sizes 100000 200000 1000000] [--no-record]
+    python -m bench.scale [--sizes 100000 200000 1000000] [--shape hh|short] [--lean] [--no-record]
 
-Data (bench/out/scale/pairs-N.jsonl, reused when present): multi-turn "\\n\\nHuman: ... \\n\\nAssistant:" prompts
-shared by 1-3 pairs, answers of 20-60 words, about 320 stored tokens a pair with the scratch-tiny tokenizer, and
-~3% dirty lines (duplicates, near-duplicates, contradictions, broken lines). Params: scratch-tiny, max length
-512, batch 16, train.max_steps 20, train.stats_pairs 5000, split.eval_fraction 0.02 (so evaluate scores 2% of N),
-no checkpoints. Per stage: wall and CPU seconds (with worker processes) and peak RSS of the stage with its workers
-(psutil, every 50 ms). Targets (issue "real preference datasets at real scale"): train peak RSS <= 3 GB at 1M
-pairs and <= 1.5 GB at 200k; tokenize 1M pairs <= 10 min. Appends a dated section to bench/RESULTS.md unless
---no-record.
+Data (bench/out/scale/<shape>-N.jsonl, reused when present):
+- hh (default): HH-length conversations, as a new user tries it with Anthropic's HH data: 1-5 human turns, answers
+  of 3-120 words (log-uniform) and intermediate assistant turns of 5-90, made-up words (bench/workloads.py's
+  lexicon), each pair its own prompt (the conversation's index opens it), about 340 stored tokens a pair with the
+  scratch-tiny tokenizer; no dirty lines.
+- short: shorter English-word pairs, prompts shared by 1-3 pairs, about 260 tokens a pair, ~3% dirty lines
+  (duplicates, near-duplicates, contradictions, broken lines).
+Params: params.yaml as shipped, except model.name scratch-tiny, train.max_steps 3 and train.device cpu (with
+--lean, the lighter settings of the earlier runs: max_steps 20, stats_pairs 5000, eval_fraction 0.02, lr 1e-3, no
+warm-up, no checkpoints; short data also allows 10% rejects). Per stage: wall and CPU seconds (with worker
+processes), peak RSS of the stage with its workers (psutil, every 50 ms, and the kernel's own maximum), and what
+the stage processed (lines read, pairs split, pairs tokenized, pairs trained on plus pairs scored for the training
+metrics, pairs evaluated): the rate is that over the wall time. Target: every stage's peak RSS <= 1.5 GB at 200k
+pairs (3 GB at 1M); tokenize 1M pairs <= 10 min. Appends a dated section to bench/RESULTS.md unless --no-record.
 """
 from __future__ import annotations
 
@@ -24,22 +30,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import yaml
 
-from bench import system
+from bench import system, workloads
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "out")) / "scale"
 STAGES = ("validate", "split", "tokenize", "train", "evaluate")
-TARGET_TRAIN_RSS_MB = {1_000_000: 3000, 200_000: 1500}
+TARGET_RSS_MB = {1_000_000: 3000, 200_000: 1500}  # every stage
 TARGET_TOKENIZE_S = 600
-PARAMS = {"validate": {"max_reject_fraction": 0.1}, "split": {"eval_fraction": 0.02},
-          "model": {"name": "scratch-tiny"},
-          "train": {"max_length": 512, "batch_size": 16, "max_steps": 20, "stats_pairs": 5000, "lr": 1e-3,
-                    "warmup_ratio": 0.0, "checkpoint_every": 0, "device": "cpu"},
-          "evaluate": {"batch_size": 64}}
+SHIPPED = {"model": {"name": "scratch-tiny"}, "train": {"max_steps": 3, "device": "cpu"}}
+LEAN = {"split": {"eval_fraction": 0.02}, "model": {"name": "scratch-tiny"},
+        "train": {"max_steps": 20, "stats_pairs": 5000, "lr": 1e-3, "warmup_ratio": 0.0, "checkpoint_every": 0,
+                  "device": "cpu"}}
 WORDS = ("revenue margin equity bond yield dividend inflation portfolio hedge liquidity asset risk return ledger "
          "audit cash flow forecast quarter interest rate loan credit debt tax budget capital market savings index "
          "fund broker pension annuity mortgage principal spread duration volatility the a of to and in for on with "
@@ -50,35 +56,62 @@ def words(rng: random.Random, lo: int, hi: int) -> str:
     return " ".join(rng.choices(WORDS, k=rng.randint(lo, hi)))
 
 
-def generate(path: Path, n: int, seed: int = 0) -> None:
-    """Write n lines: HH-style pairs with multi-turn prompts, and a few % duplicates and broken lines."""
+def short_lines(n: int, seed: int = 0) -> Iterator[str]:
+    """n lines: short pairs with multi-turn prompts, and a few % duplicates and broken lines."""
     rng = random.Random(seed)
     keep: list[dict] = []
+    prompt, left = "", 0
+    for i in range(n):
+        if left == 0:  # a new conversation shared by the next 1-3 pairs
+            turns = [f"\n\nHuman: {words(rng, 8, 25)}?\n\nAssistant: {words(rng, 10, 30)}."
+                     for _ in range(rng.randint(0, 2))]
+            prompt = "".join(turns) + f"\n\nHuman: case {i}: {words(rng, 8, 25)}?\n\nAssistant:"
+            left = rng.randint(1, 3)
+        left -= 1
+        roll = rng.random()
+        if roll < 0.003:
+            yield rng.choice(['{"prompt": "cut off', '{"prompt": "x", "chosen": "y"}', "[1, 2]", ""])
+        elif roll < 0.02 and keep:
+            yield json.dumps(rng.choice(keep))  # exact duplicate
+        elif roll < 0.03 and keep:
+            row = rng.choice(keep)
+            yield json.dumps({**row, "chosen": row["rejected"], "rejected": row["chosen"]})  # contradiction
+        else:
+            row = {"id": f"r{i}", "prompt": prompt, "chosen": " " + words(rng, 20, 60) + ".",
+                   "rejected": " " + words(rng, 20, 60) + "."}
+            if len(keep) < 5000:
+                keep.append(row)
+            yield json.dumps(row)
+
+
+def hh_lines(n: int, seed: int = 0) -> Iterator[str]:
+    """n HH-length pairs, each with its own prompt: the chosen answer stays on the conversation's topic, the
+    rejected one drifts off it with a little filler (bench/workloads.py's signal)."""
+    rng = random.Random(seed)
+    lex = workloads.Lexicon(rng)
+    for i in range(n):
+        topic = rng.randrange(workloads.N_TOPICS)
+        turns = rng.choice((1, 1, 1, 2, 2, 2, 3, 3, 4, 5))
+        parts = []
+        for t in range(turns):
+            parts.append(f"\n\nHuman: {f'[{i}] ' if t == 0 else ''}{lex.text(rng, topic, rng.randint(4, 30))}")
+            if t < turns - 1:
+                parts.append(f"\n\nAssistant: {lex.text(rng, topic, workloads._log_uniform(rng, 5, 90))}")
+        other = (topic + rng.randint(1, workloads.N_TOPICS - 1)) % workloads.N_TOPICS
+        yield json.dumps({"id": f"hh-{i}", "prompt": "".join(parts) + "\n\nAssistant:",
+                          "chosen": " " + lex.text(rng, topic, workloads._log_uniform(rng, 3, 120)),
+                          "rejected": " " + lex.text(rng, other, workloads._log_uniform(rng, 3, 120),
+                                                     workloads.EVASIVE_RATE)})
+
+
+SHAPES = {"hh": hh_lines, "short": short_lines}
+
+
+def generate(path: Path, n: int, shape: str = "hh", seed: int = 0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        prompt, left = "", 0
-        for i in range(n):
-            if left == 0:  # a new conversation shared by the next 1-3 pairs
-                turns = [f"\n\nHuman: {words(rng, 8, 25)}?\n\nAssistant: {words(rng, 10, 30)}."
-                         for _ in range(rng.randint(0, 2))]
-                prompt = "".join(turns) + f"\n\nHuman: case {i}: {words(rng, 8, 25)}?\n\nAssistant:"
-                left = rng.randint(1, 3)
-            left -= 1
-            roll = rng.random()
-            if roll < 0.003:
-                line = rng.choice(['{"prompt": "cut off', '{"prompt": "x", "chosen": "y"}', "[1, 2]", ""])
-            elif roll < 0.02 and keep:
-                line = json.dumps(rng.choice(keep))  # exact duplicate
-            elif roll < 0.03 and keep:
-                row = rng.choice(keep)
-                line = json.dumps({**row, "chosen": row["rejected"], "rejected": row["chosen"]})  # contradiction
-            else:
-                row = {"id": f"r{i}", "prompt": prompt, "chosen": " " + words(rng, 20, 60) + ".",
-                       "rejected": " " + words(rng, 20, 60) + "."}
-                if len(keep) < 5000:
-                    keep.append(row)
-                line = json.dumps(row)
+        for line in SHAPES[shape](n, seed):
             f.write(line + "\n")
     tmp.replace(path)
 
@@ -123,67 +156,98 @@ def run_stage(stage: str, workdir: Path) -> dict[str, float]:
             "rss": max(peak / 2 ** 20, usage.ru_maxrss / 1024)}
 
 
-def bench_size(n: int) -> tuple[list[dict], dict]:
-    data = OUT / f"pairs-{n}.jsonl"
+def processed(stage: str, workdir: Path, params: dict) -> tuple[int, str]:
+    """(how many, of what) the stage really processed, read from its outputs."""
+    def read(name: str) -> dict:
+        return json.loads((workdir / name).read_text())
+
+    if stage == "validate":
+        return read("metrics/validate.json")["lines_read"], "lines read"
+    if stage == "split":
+        split = read("metrics/split.json")
+        return split["train_pairs"] + split["eval_pairs"], "pairs split"
+    if stage == "tokenize":
+        stores = [read(f"data/tokens/{s}/store.json") for s in ("train", "eval")]
+        return sum(s["pairs_read"] for s in stores), "pairs tokenized"
+    if stage == "train":
+        train = read("metrics/train/metrics.json")  # the dvclive summary: "step" is the last step's
+        trained = min(train["step"] * params["train"]["batch_size"], train["pairs_used"] * train["epochs"])
+        scored = train.get("stats_pairs", train["pairs_used"])
+        return trained + scored, f"pairs: {trained:,} trained on + {scored:,} scored for the train metrics"
+    return read("metrics/eval.json")["pairs"], "pairs evaluated"
+
+
+def bench_size(n: int, shape: str, overrides: dict) -> tuple[list[dict], dict]:
+    data = OUT / f"{shape}-{n}.jsonl"
     if not data.exists():
         print(f"generating {data} ...", flush=True)
-        generate(data, n)
-    workdir = OUT / f"work-{n}"
+        generate(data, n, shape)
+    workdir = OUT / f"work-{shape}-{n}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in PARAMS.items():
+    for section, values in overrides.items():
         params[section].update(values)
+    if shape == "short" and overrides is LEAN:
+        params["validate"]["max_reject_fraction"] = 0.1
     params["data"] = {"path": str(data), "dir": str(OUT)}
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     rows = []
     for stage in STAGES:
         print(f"[{n:,}] {stage} ...", flush=True)
-        rows.append({"pairs": n, "stage": stage, **run_stage(stage, workdir)})
+        row = {"pairs": n, "stage": stage, **run_stage(stage, workdir)}
+        row["done"], row["what"] = processed(stage, workdir, params)
+        rows.append(row)
     store = json.loads((workdir / "data/tokens/train/store.json").read_text())
     shutil.rmtree(workdir / "data")  # several GB at 1M pairs; the input is kept for the next run
     return rows, store
 
 
-def report(rows: list[dict], stores: dict[int, dict], command: str, load: tuple[float, float, float]) -> str:
-    table = ["| pairs | stage | wall s | CPU s | peak RSS MB | pairs/s (wall) |", "|---:|---|---:|---:|---:|---:|"]
+def report(rows: list[dict], stores: dict[int, dict], command: str, load: tuple[float, float, float],
+           settings: str) -> str:
+    table = ["| pairs | stage | wall s | CPU s | peak RSS MB | processed | per s (wall) |",
+             "|---:|---|---:|---:|---:|---|---:|"]
     table += [f"| {r['pairs']:,} | {r['stage']} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['rss']:,.0f} | "
-              f"{r['pairs'] / r['wall']:,.0f} |" for r in rows]
-    lines = []
+              f"{r['done']:,} {r['what'] if r['stage'] != 'train' else ''}".rstrip() + " | "
+              f"{r['done'] / r['wall']:,.0f} |" for r in rows]
+    lines = [f"{r['pairs']:,} train: {r['what']}" for r in rows if r["stage"] == "train"]
     for n, store in stores.items():
-        train = next(r for r in rows if r["pairs"] == n and r["stage"] == "train")
-        tokenize = next(r for r in rows if r["pairs"] == n and r["stage"] == "tokenize")
-        per_token = train["rss"] * 2 ** 20 / store["tokens"]
+        size_rows = [r for r in rows if r["pairs"] == n]
+        train, tokenize = (next(r for r in size_rows if r["stage"] == s) for s in ("train", "tokenize"))
+        worst = max(size_rows, key=lambda r: r["rss"])
         lines.append(f"{n:,} pairs: train store {store['pairs']:,} pairs, {store['tokens']:,} tokens "
                      f"({store['tokens'] / store['pairs']:.0f} a pair, {4 * store['tokens'] / 2 ** 20:,.0f} MB of ids "
-                     f"on disk); train peak RSS {train['rss']:,.0f} MB = {per_token:.1f} bytes per stored token, "
-                     f"model and libraries included; tokenize {tokenize['wall']:.0f} s")
-        if n in TARGET_TRAIN_RSS_MB:
-            target = TARGET_TRAIN_RSS_MB[n]
-            lines.append(f"target train peak RSS at {n:,} pairs <= {target:,} MB: {train['rss']:,.0f} MB, "
-                         + ("met" if train["rss"] <= target else "MISSED"))
+                     f"on disk); train peak RSS {train['rss']:,.0f} MB; tokenize {tokenize['wall']:.0f} s")
+        if n in TARGET_RSS_MB:
+            target = TARGET_RSS_MB[n]
+            lines.append(f"target every stage's peak RSS at {n:,} pairs <= {target:,} MB: highest {worst['rss']:,.0f}"
+                         f" MB ({worst['stage']}), " + ("met" if worst["rss"] <= target else "MISSED"))
         if n == 1_000_000:
             lines.append(f"target tokenize 1M pairs <= {TARGET_TOKENIZE_S // 60} min: {tokenize['wall'] / 60:.1f} "
                          "min, " + ("met" if tokenize["wall"] <= TARGET_TOKENIZE_S else "MISSED"))
     return "\n".join([f"## {datetime.date.today().isoformat()}: the pipeline at scale (bench/scale.py)", "",
                       f"- machine: {system.machine()}; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
-                      f"- command: `{command}`",
-                      "- input: synthetic HH-length pairs (multi-turn prompts, ~3% dirty lines); params: scratch-tiny, "
-                      "max length 512, batch 16, max_steps 20, stats_pairs 5000, eval_fraction 0.02",
+                      f"- command: `{command}`", f"- {settings}",
                       "", *table, "", *(f"- {line}" for line in lines), ""])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 200_000, 1_000_000])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="hh", help="the generated texts (default hh)")
+    parser.add_argument("--lean", action="store_true", help="the lighter params of the earlier runs")
     parser.add_argument("--no-record", action="store_true", help="print the table, leave bench/RESULTS.md alone")
     args = parser.parse_args()
     load = os.getloadavg()  # other work on the machine slows the stages: recorded beside the numbers
+    overrides = LEAN if args.lean else SHIPPED
     rows, stores = [], {}
     for n in args.sizes:
-        size_rows, stores[n] = bench_size(n)
+        size_rows, stores[n] = bench_size(n, args.shape, overrides)
         rows += size_rows
-    section = report(rows, stores, "python -m bench.scale --sizes " + " ".join(map(str, args.sizes)), load)
+    settings = (f"input: {args.shape} pairs (bench/scale.py); params: params.yaml with "
+                + ", ".join(f"{s}.{k}={v}" for s, values in overrides.items() for k, v in values.items()))
+    command = "python -m bench.scale " + " ".join(sys.argv[1:])
+    section = report(rows, stores, command.strip(), load, settings)
     print(section)
     if not args.no_record:
         system.record(section.splitlines())

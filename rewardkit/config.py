@@ -7,7 +7,20 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rewardkit.params import Section, at_least, build, load, one_of, within  # noqa: F401  (stages load from here)
+from rewardkit.errors import UserError
+from rewardkit.params import (  # noqa: F401  (stages load from here)
+    PARAMS_FILE,
+    Section,
+    at_least,
+    build,
+    load,
+    one_of,
+    within,
+)
+
+PRECISIONS = ("auto", "fp32", "bf16")
+"""The values of every precision setting (train.precision, evaluate.precision, score's and serve's --precision);
+rewardkit.modeling.devices.resolve_precision says what each means on a device."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,48 @@ def _looks_like_hub_id(name: str) -> bool:
     return ok and 1 <= len(parts) <= 2 and not name.startswith(("/", "./", "../"))
 
 
+STRATEGIES = ("ddp", "fsdp")  # rewardkit.training.fsdp
+LORA_DEFAULTS = {"r": 0, "alpha": 16.0, "dropout": 0.0, "target_modules": "all-linear"}
+
+
+@dataclass(frozen=True)
+class LoraSettings(Section):
+    """train.lora: peft's LoraConfig in our keys (rewardkit.training.lora applies it)."""
+
+    section: ClassVar[str] = "train.lora"
+    r: int = LORA_DEFAULTS["r"]
+    """Rank of the adapters (0: LoRA off)."""
+    alpha: float = LORA_DEFAULTS["alpha"]
+    """Scale of the adapters' update: alpha / r."""
+    dropout: float = LORA_DEFAULTS["dropout"]
+    """Dropout on the adapters' input (the base's own dropout stays off)."""
+    target_modules: str | list = LORA_DEFAULTS["target_modules"]
+    """all-linear (every linear layer of the body), a list of module names, or a regex over full module names."""
+
+    def check(self) -> list[str]:
+        out = [*at_least(self, 0, "r"), *within(self, "dropout", 0, 1, "[)")]
+        if not self.alpha > 0:
+            out.append(f"alpha: must be positive, got {self.alpha}")
+        names = [self.target_modules] if isinstance(self.target_modules, str) else self.target_modules
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+            out.append(f"target_modules: expected all-linear, a module name, a list of them or a regex, got "
+                       f"{self.target_modules!r}")
+        return out
+
+
+def lora_problems(lora: object) -> list[str]:
+    """What is wrong with train.lora, as TrainConfig.check problems ("lora.<key>: ...")."""
+    if not isinstance(lora, dict):
+        return [f"lora: expected a mapping of {', '.join(LORA_DEFAULTS)}, got {lora!r}"]
+    if unknown := sorted(set(lora) - set(LORA_DEFAULTS)):
+        return [f"lora: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(LORA_DEFAULTS)}"]
+    try:
+        LoraSettings(**lora)
+    except UserError as e:  # "params.yaml: train.lora.r: ...; train.lora.alpha: ..."
+        return [p.removeprefix("train.") for p in str(e).removeprefix(f"{PARAMS_FILE}: ").split("; ")]
+    return []
+
+
 @dataclass(frozen=True)
 class TrainConfig(Section):
     section: ClassVar[str] = "train"
@@ -116,9 +171,16 @@ class TrainConfig(Section):
     seed: int = 42
     """Seed for initialisation (scratch bases and the new head) and batch order."""
     device: str = "auto"
-    """auto (cuda when present), cpu or cuda. CUDA trains with bf16 autocast, CPU in fp32."""
+    """auto (cuda when present), cpu or cuda."""
+    precision: str = "fp32"
+    """auto (bf16 autocast where the device has native bf16: CUDA compute capability >= 8.0, CPUs with AVX512-BF16
+    or AMX; fp32 elsewhere), fp32 or bf16. Weights, optimizer state, score head, loss and rewards stay fp32."""
     compile: bool = False
     """torch.compile the model; sequence lengths are padded to a multiple of 64 to bound recompiles."""
+    prefix_sharing: str = "auto"
+    """auto: a causal decoder reads each pair as one packed `[prompt | chosen | rejected]` (the prompt computed once,
+    no padding work; docs/decoders.md); off: chosen and rejected as two padded sequences. Encoders and
+    train.compile always run padded."""
     checkpoint_every: int = 200
     """Optimizer steps between resumable checkpoints in .scratch/ (0 disables checkpoints)."""
     nproc_per_node: int = 1
@@ -131,6 +193,19 @@ class TrainConfig(Section):
     stats_pairs: int = 20000
     """Training pairs scored with the final weights for the training metrics and the reward mean/std (all of them
     when there are fewer; else this many, evenly spaced)."""
+    strategy: str = "ddp"
+    """ddp: every process holds the whole model (DistributedDataParallel over several); fsdp: parameters,
+    gradients and optimizer state sharded over the processes (FSDP2), for bases too big for one device."""
+    gradient_checkpointing: bool = False
+    """Recompute each transformer layer's activations in backward instead of keeping them (transformers' forward
+    and the fast ones alike): much less activation memory for about one more forward per step."""
+    lora: dict = dataclasses.field(default_factory=lambda: dict(LORA_DEFAULTS))
+    """LoRA adapters (peft) on the base's body, the head trained fully: {r, alpha, dropout, target_modules}
+    (`LoraSettings`; r = 0: off, every weight is trained)."""
+
+    def lora_settings(self) -> LoraSettings:
+        """train.lora read and checked, the keys it leaves out at their defaults."""
+        return LoraSettings(**self.lora)
 
     def check(self) -> list[str]:
         from transformers.trainer_utils import SchedulerType
@@ -141,13 +216,17 @@ class TrainConfig(Section):
                          "max_steps", "stats_pairs", "eval_every"),
                *within(self, "validation_fraction", 0, 1, "()"), *within(self, "warmup_ratio", 0, 1, "[)"),
                *one_of(self, "scheduler", [s.value for s in SchedulerType]),
-               *one_of(self, "device", ("auto", "cpu", "cuda"))]
+               *one_of(self, "device", ("auto", "cpu", "cuda")), *one_of(self, "precision", PRECISIONS),
+               *one_of(self, "prefix_sharing", ("auto", "off")), *one_of(self, "strategy", STRATEGIES)]
         if self.batch_size % max(1, self.nproc_per_node * self.grad_accum_steps):
             out.append(f"batch_size: {self.batch_size} pairs cannot be split evenly over nproc_per_node="
                        f"{self.nproc_per_node} x grad_accum_steps={self.grad_accum_steps}")
         if not self.lr > 0:
             out.append(f"lr: must be positive, got {self.lr}")
-        return out
+        if self.strategy == "fsdp" and self.eval_every:
+            out.append("eval_every: validation during training is not available with train.strategy=fsdp; set "
+                       "train.eval_every=0 (the evaluate stage still scores the eval split)")
+        return out + lora_problems(self.lora)
 
 
 @dataclass(frozen=True)
@@ -157,11 +236,15 @@ class EvaluateConfig(Section):
     """Pairs per inference batch (batches are length-sorted)."""
     calibration_bins: int = 10
     """Equal-width confidence bins for ECE and the calibration curve."""
+    precision: str = "fp32"
+    """auto, fp32 or bf16 (as train.precision): the precision the model's body scores in; rewards are fp32."""
     extra_sets: dict = dataclasses.field(default_factory=dict)
-    """Extra evaluation sets, {name: path}: files (any format validate accepts) under eval_sets/, each validated,
-    scored and reported under extra_sets.<name> in metrics/eval.json."""
+    """Extra evaluation sets, {name: path} or {name: {path, scoring}}: files (any format validate accepts) under
+    eval_sets/, each validated, scored per answer and reported under extra_sets.<name> in metrics/eval.json, with
+    the benchmark's own rule (scoring: auto | rmbench | rewardbench2 | pairs; checked by evaluation.extra_sets)."""
 
     def check(self) -> list[str]:
-        return [*at_least(self, 1, "batch_size"), *within(self, "calibration_bins", 2, 100)]
+        return [*at_least(self, 1, "batch_size"), *within(self, "calibration_bins", 2, 100),
+                *one_of(self, "precision", PRECISIONS)]
 
 

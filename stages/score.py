@@ -1,7 +1,7 @@
 """Score JSONL rows with a trained reward model, encoded exactly as in training.
 
     python -m stages.score --model models/reward_model --input in.jsonl --output out.jsonl \\
-        [--batch-size 64] [--normalize] [--device auto]
+        [--batch-size 64] [--normalize] [--device auto] [--precision fp32]
 
 `prompt` + `response` rows get "reward"; `prompt` + `chosen` + `rejected` rows get "reward_chosen",
 "reward_rejected" and "preferred". Other fields pass through and rows keep their order. `--normalize` reports
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rewardkit.config import PRECISIONS
 from rewardkit.errors import run_main
 from rewardkit.scoring.jsonl import score_file
 
@@ -26,12 +27,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="sequences per forward pass (default 64)")
     p.add_argument("--normalize", action="store_true", help="report (r - mean) / std of the training rewards")
     p.add_argument("--device", default="auto", help="auto (cuda when visible), cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="the model body's: auto (bf16 where the device has native bf16), fp32 or bf16")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    score_file(args.model, args.input, args.output, args.batch_size, args.normalize, args.device)
+    score_file(args.model, args.input, args.output, args.batch_size, args.normalize, args.device, args.precision)
 
 
 if __name__ == "__main__":

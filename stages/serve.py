@@ -1,7 +1,7 @@
 """Serve a trained reward model over HTTP with dynamic batching, for RLHF loops (OpenRLHF, TRL, your own).
 
     python -m stages.serve --model models/reward_model [--host 127.0.0.1] [--port 8000] [--api-key-file F] \\
-        [--max-batch-tokens N] [--max-wait-ms M] [--max-pairs N] [--device auto]
+        [--max-batch-tokens N] [--max-wait-ms M] [--max-pairs N] [--device auto] [--precision fp32]
 
 Endpoints: POST /score, POST /score_pairs, POST /get_reward (OpenRLHF's --remote_rm_url), GET /health,
 GET /metrics (see rewardkit/server.py). Binding anything but a loopback address needs --api-key-file; clients then
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rewardkit.config import PRECISIONS
 from rewardkit.errors import run_main
 from rewardkit.serving.config import ServeConfig, read_key_file
 from rewardkit.serving.runner import serve
@@ -37,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout-s", type=float, default=60.0, help="on SIGTERM, how long in-flight requests "
                                                                        "may take (default 60)")
     p.add_argument("--device", default="auto", help="auto (cuda when visible), cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="the model body's: auto (bf16 where the device has native bf16), fp32 or bf16")
     return p
 
 
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     serve(ServeConfig(model=args.model, host=args.host, port=args.port, api_key=key,
                       max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_pairs=args.max_pairs,
                       max_body_mb=args.max_body_mb, workers=args.workers, eos_text=tuple(args.eos_text),
-                      device=args.device, drain_timeout_s=args.drain_timeout_s))
+                      device=args.device, precision=args.precision, drain_timeout_s=args.drain_timeout_s))
 
 
 if __name__ == "__main__":

@@ -91,6 +91,14 @@ def live_series(work: Path, name: str) -> list[tuple[int, float]]:
     return [(int(step), float(value)) for step, value in (line.split("\t") for line in lines[1:])]
 
 
+def live_curve(work: Path) -> list[dict]:
+    """The train stage's per-step records ({"step", "epoch", "loss", "accuracy", "lr"}) joined from its .tsv files."""
+    series = {name: live_series(work, name) for name in ("epoch", "loss", "accuracy", "lr")}
+    steps = [step for step, _ in series["loss"]]
+    assert all([step for step, _ in rows] == steps for rows in series.values())
+    return [{"step": step, **{name: rows[i][1] for name, rows in series.items()}} for i, step in enumerate(steps)]
+
+
 def live_plot(work: Path, stage: str, name: str) -> list[dict]:
     """The rows of a custom plot, metrics/<stage>/plots/custom/<name>.json."""
     return json.loads((work / "metrics" / stage / "plots/custom" / f"{name}.json").read_text(encoding="utf-8"))
@@ -204,7 +212,7 @@ def evaluate_paths(work: Path):
 
     p = _paths("evaluate", work)
     return EvaluatePaths(p["store"], p["model"], p["release"], p["scores"], p["metrics"], p["live"],
-                         p["extra_dir"], p["extra_out"])
+                         p["extra_dir"], p["extra_out"], p["eval_rows"], p["report"])
 
 
 def write_params(directory: Path, sections: dict[str, dict]) -> Path:

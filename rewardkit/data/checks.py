@@ -11,6 +11,7 @@ import json
 import math
 from hashlib import blake2b
 
+from rewardkit.data.answers import EXPANDED_FROM, answers, expanded_rows, has_answer_lists
 from rewardkit.data.formats import (
     EXPLICIT,
     RowProblem,
@@ -56,6 +57,8 @@ def check_row(row: dict, fmt: str = EXPLICIT, null_margin: bool = False) -> tupl
     chosen and rejected swapped (to find contradictions). The fields are joined by NUL, which no kept field holds,
     so the join is unambiguous. null_margin: a null margin counts as absent (Parquet columns hold nulls).
     """
+    if fmt != EXPLICIT and has_answer_lists(row):
+        return check_answer_lists(row, fmt, null_margin)
     if fmt != EXPLICIT or "prompt" not in row or type(row["prompt"]) is not str:
         found = row_format(row)
         if found is not None and found != fmt:
@@ -67,6 +70,8 @@ def check_row(row: dict, fmt: str = EXPLICIT, null_margin: bool = False) -> tupl
             missing = [name for name in FIELDS if name not in row]
             return CODE["missing_field"], f"missing field(s): {', '.join(missing)}", b""
         if not (type(prompt) is str and type(chosen) is str and type(rejected) is str):
+            if type(prompt) is str and has_answer_lists(row):  # off the hot path: only rows that fail the test
+                return check_answer_lists(row, fmt, null_margin)
             name, value = next((n, v) for n, v in zip(FIELDS, texts) if type(v) is not str)
             return CODE["not_a_string"], f"field '{name}' must be a string, got {json_kind(value)}", b""
     else:
@@ -103,6 +108,32 @@ def check_row(row: dict, fmt: str = EXPLICIT, null_margin: bool = False) -> tupl
     return OK, "", (blake2b(exact, digest_size=8).digest()
                     + blake2b("\0".join(norm).encode("utf-8"), digest_size=8).digest()
                     + blake2b(f"{norm[0]}\0{norm[2]}\0{norm[1]}".encode("utf-8"), digest_size=8).digest())
+
+
+def check_answer_lists(row: dict, fmt: str, null_margin: bool) -> tuple[int, str, bytes]:
+    """`check_row` for a row with lists of answers (`rewardkit.data.answers`): it passes when every chosen x
+    rejected pair passes; else it gets the first failing pair's reason, naming the two answers.
+
+    Its digests stand for the whole row: exact and normalised are the blake2b of its pairs' digests in order, and
+    swapped is what the normalised one would be for the row with its chosen and rejected lists exchanged, so
+    duplicates and contradictions between such rows are found as between single pairs."""
+    if "prompt" not in row:
+        return CODE["missing_field"], "a row with lists of answers needs a 'prompt' field", b""
+    if EXPANDED_FROM in row:
+        return CODE["format_mismatch"], f"field '{EXPANDED_FROM}' is written by validate; rename it", b""
+    n_chosen, n_rejected = len(answers(row, "chosen")), len(answers(row, "rejected"))
+    digests = []
+    for pair in expanded_rows(row):
+        code, detail, keys = check_row(pair, fmt, null_margin)
+        if code != OK:
+            at = pair[EXPANDED_FROM]
+            return code, f"chosen answer {at['chosen']} vs rejected answer {at['rejected']}: {detail}", b""
+        digests.append(keys)
+    exact = b"".join(d[:8] for d in digests)
+    norm = b"".join(d[8:16] for d in digests)
+    # pair (i, j) of the swapped row is rejected answer i against chosen answer j: this row's swapped pair (j, i)
+    swapped = b"".join(digests[j * n_rejected + i][16:] for i in range(n_rejected) for j in range(n_chosen))
+    return OK, "", b"".join(blake2b(part, digest_size=8).digest() for part in (exact, norm, swapped))
 
 
 def _finite_number(value: object) -> bool:

@@ -1,9 +1,11 @@
 """One input file of the validate stage, whatever its kind and format: the checks of its rows (pass 1, in
 parallel byte ranges for plain JSONL) and the rows again for writing (pass 2).
 
-A row is a raw line (bytes) for JSONL and gzipped JSONL, a dict for Parquet. Kept rows of the explicit format
-are copied byte-exact; rows of the other formats, rows from Parquet and rows that need a `source` are written
-as explicit JSON rows with every other field kept.
+A row is a raw line (bytes) for JSONL and gzipped JSONL, a parsed value for Parquet and JSON arrays. Kept rows of
+the explicit format are copied byte-exact; rows of the other formats, rows from Parquet or JSON arrays, rows with
+lists of answers (`rewardkit.data.answers`: one output row per chosen x rejected pair) and rows that need a `source`
+are written as explicit JSON rows with every other field kept. Rows are numbered as their file counts them: JSONL
+lines from 1, JSON array elements by their 0-based index (`row_label`).
 """
 from __future__ import annotations
 
@@ -15,10 +17,21 @@ from typing import Iterator
 
 import numpy as np
 
-from rewardkit.data.checks import check_line, check_row
+from rewardkit.data.answers import EXPANDED_FROM, expanded_rows, has_answer_lists
+from rewardkit.data.checks import CODE, check_line, check_row
 from rewardkit.data.formats import EXPLICIT, row_format, to_explicit_row
 from rewardkit.data.lines import file_lines, map_line_ranges, parse_json
-from rewardkit.data.readers import JSONL, PARQUET, file_kind, gzip_lines, parquet_rows
+from rewardkit.data.readers import (
+    JSON_ARRAY,
+    JSON_ARRAY_GZ,
+    JSONL,
+    PARQUET,
+    file_kind,
+    gzip_lines,
+    json_array_rows,
+    parquet_rows,
+)
+from rewardkit.text import json_kind
 
 SNIFF_ROWS = 10_000  # rows read to detect a file's format: the first row that names its fields decides
 
@@ -35,14 +48,24 @@ def check_range(path: Path, start: int, end: int, limit: int, fmt: str) -> tuple
 
 
 class InputFile:
-    def __init__(self, path: Path, limit: int):
-        self.path, self.limit, self.kind = path, limit, file_kind(path)
+    def __init__(self, path: Path, limit: int, tag_rows: bool = False):
+        """tag_rows: give every kept row an `expanded_from` field (its row index and answer indexes), as extra
+        sets need to score per answer; otherwise only rows expanded from lists of answers get one."""
+        self.path, self.limit, self.kind, self.tag_rows = path, limit, file_kind(path), tag_rows
         self.format = self._detect_format()
+        self.pairs_written = self.multi_answer_rows = 0
+
+    def row_label(self, number: int) -> tuple[str, int]:
+        """How a reject names row `number` (1-based in file order): ("index", number - 1) for the elements
+        of a JSON array, counted from 0 as its indexes are; ("line", number) for every other file."""
+        return ("index", number - 1) if self.kind in (JSON_ARRAY, JSON_ARRAY_GZ) else ("line", number)
 
     def rows(self) -> Iterator[bytes | dict]:
-        """Every row in file order: raw lines (without their ending) or, for Parquet, dicts."""
+        """Every row in file order: raw lines (without their ending) or, for Parquet and JSON arrays, values."""
         if self.kind == PARQUET:
             return parquet_rows(self.path)
+        if self.kind in (JSON_ARRAY, JSON_ARRAY_GZ):
+            return json_array_rows(self.path)
         if self.kind == JSONL:
             return file_lines(self.path, self.limit)
         return gzip_lines(self.path, self.limit)
@@ -58,10 +81,12 @@ class InputFile:
                 return found
         return EXPLICIT
 
-    def check(self, row: bytes | dict) -> tuple[int, str, bytes]:
-        if isinstance(row, dict):
-            return check_row(row, self.format, null_margin=True)
-        return check_line(row, self.limit, self.format)
+    def check(self, row: bytes | object) -> tuple[int, str, bytes]:
+        if isinstance(row, bytes):
+            return check_line(row, self.limit, self.format)
+        if not isinstance(row, dict):  # a JSON array's element
+            return CODE["not_object"], f"expected a JSON object with prompt/chosen/rejected, got {json_kind(row)}", b""
+        return check_row(row, self.format, null_margin=self.kind == PARQUET)
 
     def first_pass(self, workers: int) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the reason code (OK if it passed the per-row checks) and, for OK rows, (n_ok, 3) uint64
@@ -78,16 +103,32 @@ class InputFile:
         codes = np.frombuffer(b"".join(p[0] for p in parts), dtype=np.int8).copy()
         return codes, np.frombuffer(b"".join(p[1] for p in parts), dtype=np.uint64).reshape(-1, 3)
 
-    def kept_line(self, row: bytes | dict, source: str | None) -> bytes:
-        """The kept row as written to the validated file (without its newline): the line byte-exact when it is
-        explicit and needs no source, else the explicit row as JSON (with `source` when given and missing)."""
-        if isinstance(row, bytes):
-            if self.format == EXPLICIT and source is None:
-                return row
-            row = json.loads(row)
+    def kept_line(self, row: bytes | dict, source: str | None, number: int) -> bytes:
+        """The kept row `number` (1-based) as written to the validated file (without the last newline): the line
+        byte-exact when it is explicit, has no list of answers and needs no source or tag, else the explicit
+        row(s) as JSON lines (with `source` when given and missing). Counts pairs and multi-answer rows."""
+        raw = row if isinstance(row, bytes) else None
+        if raw is not None:
+            # a line without "[" holds no list, so no list of answers: it is copied without parsing
+            if self.format == EXPLICIT and source is None and not self.tag_rows and b"[" not in raw:
+                self.pairs_written += 1
+                return raw
+            row = json.loads(raw)
+        multi = has_answer_lists(row)
+        pairs = expanded_rows(row) if multi else [row]
+        self.pairs_written += len(pairs)
+        self.multi_answer_rows += multi
+        if raw is not None and not multi and self.format == EXPLICIT and source is None and not self.tag_rows:
+            return raw
+        return b"\n".join(self._explicit_line(pair, source, number) for pair in pairs)
+
+    def _explicit_line(self, row: dict, source: str | None, number: int) -> bytes:
         explicit = to_explicit_row(row, self.format) if self.format != EXPLICIT else row
         if source is not None and "source" not in explicit:
             explicit["source"] = source
+        if EXPANDED_FROM in explicit or self.tag_rows:
+            explicit[EXPANDED_FROM] = {"row": number - 1, "chosen": 0, "rejected": 0,
+                                       **explicit.get(EXPANDED_FROM, {})}
         return json.dumps(explicit, ensure_ascii=False, default=str).encode("utf-8")  # Parquet dates etc. as text
 
     def excerpt(self, row: bytes | dict, chars: int) -> str:

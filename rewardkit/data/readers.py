@@ -1,5 +1,7 @@
 """Input files in bounded memory: `.jsonl` (scanned in parallel byte ranges by `rewardkit.data.lines`), `.jsonl.gz`
-(streamed through gzip) and `.parquet` (read with pyarrow in record batches)."""
+(streamed through gzip), `.parquet` (read with pyarrow in record batches) and `.json` / `.json.gz` holding one
+array of rows, as RM-Bench ships its files (streamed element by element with ijson, so a multi-GB array is never
+loaded whole). A `.json` file whose first character is not "[" is read as JSONL, as before."""
 from __future__ import annotations
 
 import gzip
@@ -10,18 +12,52 @@ from typing import Iterator
 from rewardkit.data.lines import BOM, CHUNK, iter_lines
 from rewardkit.errors import UserError
 
-JSONL, JSONL_GZ, PARQUET = "jsonl", "jsonl.gz", "parquet"
+JSONL, JSONL_GZ, PARQUET, JSON_ARRAY, JSON_ARRAY_GZ = "jsonl", "jsonl.gz", "parquet", "json", "json.gz"
 SUFFIXES = {".jsonl": JSONL, ".json": JSONL, ".jsonl.gz": JSONL_GZ, ".json.gz": JSONL_GZ, ".parquet": PARQUET}
 PARQUET_BATCH_ROWS = 4096
 
 
 def file_kind(path: Path) -> str:
-    """The reader a file needs, from its name."""
+    """The reader a file needs, from its name (and, for `.json` / `.json.gz`, its first non-blank character)."""
     name = path.name.lower()
     for suffix in sorted(SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
-            return SUFFIXES[suffix]
-    raise UserError(f"{path}: unsupported file type; data files must be .jsonl, .jsonl.gz or .parquet")
+            kind = SUFFIXES[suffix]
+            if suffix in (".json", ".json.gz") and _starts_an_array(path, gz=suffix == ".json.gz"):
+                return JSON_ARRAY_GZ if suffix == ".json.gz" else JSON_ARRAY
+            return kind
+    raise UserError(f"{path}: unsupported file type; data files must be .jsonl, .jsonl.gz, .json (one array of "
+                    "rows) or .parquet")
+
+
+def _starts_an_array(path: Path, gz: bool) -> bool:
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            head = f.read(4096).removeprefix(BOM)
+    except (OSError, EOFError, zlib.error):
+        return False  # the reader says what is wrong with the file
+    return head.lstrip()[:1] == b"["
+
+
+def json_array_rows(path: Path) -> Iterator[object]:
+    """The elements of a file holding one JSON array, streamed (ijson over its C backend when built); numbers
+    that are not integers come as floats. A file that is not one well-formed array stops with a UserError saying
+    where: unlike a JSONL line, a broken array cannot be resynchronised, so no row after the fault is read."""
+    import ijson
+
+    gz = path.name.lower().endswith(".gz")
+    count = 0
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            if f.read(3) != BOM:
+                f.seek(0)
+            for count, row in enumerate(ijson.items(f, "item", use_float=True), start=1):
+                yield row
+    except ijson.JSONError as e:
+        raise UserError(f"{path} is not one well-formed JSON array: after element {count} (0-based index "
+                        f"{count - 1}): {e}; fix the file or write it as JSONL (one row a line)") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise UserError(f"{path} is not a complete gzip file ({e}): re-create or re-download it") from None
 
 
 def data_files(path: str | list[str], data_dir: str) -> list[Path]:
@@ -34,7 +70,8 @@ def data_files(path: str | list[str], data_dir: str) -> list[Path]:
             found = sorted(p for p in entry.rglob("*") if p.is_file() and any(
                 p.name.lower().endswith(s) for s in SUFFIXES))
             if not found:
-                raise UserError(f"data directory {entry} (data.path) holds no .jsonl, .jsonl.gz or .parquet file")
+                raise UserError(f"data directory {entry} (data.path) holds no .jsonl, .jsonl.gz, .json or .parquet "
+                                "file")
             files += found
         elif not entry.exists():
             raise UserError(f"data file not found: {entry} (data.path in params.yaml points there)")

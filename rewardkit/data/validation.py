@@ -4,10 +4,12 @@ Outputs, all written atomically:
 - validated: the kept rows as JSONL with explicit prompt/chosen/rejected fields (see `rewardkit.data.input_files`:
   explicit JSONL lines byte-exact, other formats converted, every other field such as `id`, `source` or `margin`
   kept; with several input files each row gets the `source` of its file unless it has one);
-- rejects: one {"file", "line", "reason", "detail", "excerpt"} object per rejected row, plus "duplicate_of"
-  (duplicate, near_duplicate) or "contradicts" (contradictory) naming the other row's line (and its file as
-  "other_file" when it is another one);
-- metrics: lines_read = kept + rejected, the count of every reason, each file's format and counts.
+- rejects: one {"file", "line", "reason", "detail", "excerpt"} object per rejected row ("index", the 0-based
+  array index, instead of "line" for a JSON array's element), plus "duplicate_of" (duplicate, near_duplicate) or
+  "contradicts" (contradictory) naming the other row's line or index (and its file as "other_file" when it is
+  another one);
+- metrics: lines_read = kept + rejected, the count of every reason, each file's format and counts; with rows holding
+  lists of answers (`rewardkit.data.answers`), multi_answer_rows and pairs, the chosen x rejected pairs written.
 
 Per-row rules are in `rewardkit.data.checks`. The last three reasons compare rows with each other, across all files,
 among the rows that passed the per-row checks: `duplicate` (same prompt/chosen/rejected as an earlier row),
@@ -33,7 +35,7 @@ from rewardkit.config import ValidateConfig
 from rewardkit.data.checks import CODE, OK, REASONS
 from rewardkit.data.input_files import InputFile
 from rewardkit.data.lines import CHUNK, default_workers
-from rewardkit.data.readers import JSONL, file_kind
+from rewardkit.data.readers import JSON_ARRAY, JSONL, file_kind
 from rewardkit.errors import UserError
 from rewardkit.io import atomic_path, round_floats, write_json
 
@@ -82,21 +84,25 @@ def compare_lines(codes: np.ndarray, digests: np.ndarray) -> np.ndarray:
     return other
 
 
-def reject_record(file: Path, number: int, code: int, row, other: tuple[Path, int] | None,
-                  source: InputFile) -> bytes:
-    record = {"file": str(file), "line": number, "reason": REASONS[code - 1]}
+def reject_record(number: int, code: int, row, other: tuple[InputFile, int] | None, source: InputFile) -> bytes:
+    """The rejects line of row `number` (1-based) of `source`; `other` is the file and row number a comparison
+    reason names. Rows are named as their files count them (`InputFile.row_label`: a line, or an array index)."""
+    key, at = source.row_label(number)
+    record = {"file": str(source.path), key: at, "reason": REASONS[code - 1]}
     if code in (CODE["duplicate"], CODE["near_duplicate"], CODE["contradictory"]):
-        other_file, other_line = other
-        where = f"line {other_line}" + ("" if other_file == file else f" of {other_file}")
+        other_source, other_number = other
+        other_key, other_at = other_source.row_label(other_number)
+        where = f"{'row index' if other_key == 'index' else 'line'} {other_at}" + (
+            "" if other_source is source else f" of {other_source.path}")
         if code == CODE["contradictory"]:
             record["detail"] = f"{where} prefers the opposite response for the same prompt; both are rejected"
-            record["contradicts"] = other_line
+            record["contradicts"] = other_at
         else:
             how = "" if code == CODE["duplicate"] else " after collapsing whitespace and ignoring case"
             record["detail"] = f"same prompt, chosen and rejected as {where}{how}"
-            record["duplicate_of"] = other_line
-        if other_file != file:
-            record["other_file"] = str(other_file)
+            record["duplicate_of"] = other_at
+        if other_source is not source:
+            record["other_file"] = str(other_source.path)
     else:
         record["detail"] = source.check(row)[1]
     record["excerpt"] = source.excerpt(row, EXCERPT_CHARS)
@@ -106,7 +112,7 @@ def reject_record(file: Path, number: int, code: int, row, other: tuple[Path, in
 def second_pass(source: InputFile, codes: np.ndarray, other_of, kept: BinaryIO | None, rejects: BinaryIO,
                 add_source: bool) -> None:
     """Write the kept rows of one file to `kept` (when given) and a record per rejected row to `rejects`.
-    `other_of(i)` is the (file, line) a comparison reason names for row i of this file."""
+    `other_of(i)` is the (file, row number) a comparison reason names for row i of this file."""
     code_of = codes.tobytes()  # indexing bytes gives ints, far cheaper than numpy scalars
     name = source.path.name if add_source else None
     n = 0
@@ -115,11 +121,11 @@ def second_pass(source: InputFile, codes: np.ndarray, other_of, kept: BinaryIO |
             break
         if code_of[n - 1] == OK:
             if kept is not None:
-                kept.write(source.kept_line(row, name))
+                kept.write(source.kept_line(row, name, n))
                 kept.write(b"\n")
         else:
             other = other_of(n - 1) if code_of[n - 1] >= CODE["duplicate"] else None
-            rejects.write(reject_record(source.path, n, code_of[n - 1], row, other, source))
+            rejects.write(reject_record(n, code_of[n - 1], row, other, source))
     if n != len(code_of):
         raise UserError(f"{source.path} changed while it was being validated (its row count changed); run again")
 
@@ -138,7 +144,7 @@ def check_data_file(path: Path) -> None:
         raise UserError(f"cannot read data file {where}: {e.strerror}") from None
     if not head:
         raise UserError(f"data file is empty (0 bytes): {where}")
-    if file_kind(path) != JSONL:
+    if file_kind(path) not in (JSONL, JSON_ARRAY):
         return
     # UTF-16 without a BOM: ASCII characters (all JSON syntax) come with a NUL byte each; text that is mostly
     # CJK has few of them, but then the file still starts with "{" next to a NUL.
@@ -171,9 +177,12 @@ def failure_message(counts: Counter, lines_read: int, kept: int, where: str, out
 
 
 def validate_metrics(sources: list[InputFile], codes: np.ndarray, starts: np.ndarray, counts: Counter) -> dict:
-    """metrics/validate.json: rows read = kept + rejected, each reason's count, the format, and per file the same."""
+    """metrics/validate.json: rows read = kept + rejected, each reason's count, the format, and per file the same;
+    with rows holding lists of answers, how many there were and the pairs the kept rows expand to."""
     lines_read, kept = len(codes), int((codes == OK).sum())
-    return round_floats({"lines_read": lines_read, "kept": kept, "rejected": lines_read - kept,
+    multi = sum(s.multi_answer_rows for s in sources)
+    expansion = {"multi_answer_rows": multi, "pairs": sum(s.pairs_written for s in sources)} if multi else {}
+    return round_floats({"lines_read": lines_read, "kept": kept, "rejected": lines_read - kept, **expansion,
                          "rejected_by_reason": dict(counts), "reject_fraction": (lines_read - kept) / lines_read,
                          "format": sources[0].format if len({s.format for s in sources}) == 1 else "mixed",
                          "files": [{"path": str(s.path), "kind": s.kind, "format": s.format,
@@ -183,22 +192,23 @@ def validate_metrics(sources: list[InputFile], codes: np.ndarray, starts: np.nda
 
 
 def validate_files(paths: Path | list[Path], out: ValidateOutputs, cfg: ValidateConfig,
-                   workers: int | None = None) -> dict:
+                   workers: int | None = None, tag_rows: bool = False) -> dict:
     """Validate the files into `out`; returns the metrics. Raises a UserError (after writing the rejects and the
-    metrics, so the user can inspect them) when no row or too many rows were kept."""
+    metrics, so the user can inspect them) when no row or too many rows were kept. tag_rows: every kept row gets
+    `expanded_from` (see `InputFile`)."""
     paths = [paths] if isinstance(paths, Path) else list(paths)
     for path in paths:
         check_data_file(path)
-    sources = [InputFile(path, cfg.max_line_bytes) for path in paths]
+    sources = [InputFile(path, cfg.max_line_bytes, tag_rows) for path in paths]
     passes = [s.first_pass(default_workers(s.path) if workers is None else workers) for s in sources]
     codes = np.concatenate([p[0] for p in passes])
     other = compare_lines(codes, np.concatenate([p[1] for p in passes]))
     starts = np.cumsum([0] + [len(p[0]) for p in passes])
 
-    def other_of(global_row: int) -> tuple[Path, int]:
+    def other_of(global_row: int) -> tuple[InputFile, int]:
         at = int(other[global_row]) - 1  # 0-based global row of the other line
         k = int(np.searchsorted(starts, at, side="right")) - 1
-        return sources[k].path, at - int(starts[k]) + 1
+        return sources[k], at - int(starts[k]) + 1
 
     lines_read = len(codes)
     where = ", ".join(map(str, paths))

@@ -9,6 +9,7 @@ identical after truncation carry no signal and are left out (counted); evaluatio
 from __future__ import annotations
 
 import sys
+from array import array
 from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import islice
@@ -35,7 +36,10 @@ from rewardkit.io import atomic_path, directory_sha256, file_sha256, read_jsonl
 from rewardkit.text import normalise
 
 CHUNK_ROWS = 4096
-MAX_TOKENIZER_TEXTS = 200_000  # distinct texts a scratch tokenizer is trained on (the first ones): plenty for 8k
+# Characters of distinct training texts a scratch tokenizer is trained on: SentencePiece's trainer holds about 19
+# bytes a character (bench/RESULTS.md, 2026-12-07: 1.8 GB for 74M characters), and 10M characters (2M words) are
+# far more than an 8k-30k vocabulary needs. Beyond it, an even sample over the whole split.
+MAX_TOKENIZER_CHARS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -47,21 +51,39 @@ class TokenizePaths:
     tokenizer: Path
 
 
-def distinct_texts(path: Path, limit: int = MAX_TOKENIZER_TEXTS) -> Iterator[str]:
-    """The first `limit` distinct prompt/chosen/rejected texts of a split (plain rendering), in file order.
-    Two streaming passes with 8 bytes a text in between, not a set of the texts themselves."""
+def tokenizer_sample(path: Path, max_chars: int = MAX_TOKENIZER_CHARS) -> Iterator[str]:
+    """The distinct prompt/chosen/rejected texts of a split (plain rendering) in file order: all of them when they
+    hold at most `max_chars` characters, else texts evenly spaced over the split holding at most that many. Two
+    streaming passes with 16 bytes a text in between (digest and length), never a set of the texts themselves."""
     def texts() -> Iterator[str]:
         for row in read_jsonl(path):
             yield render_plain_prompt(row["prompt"])
             yield render_plain_response(row["chosen"])
             yield render_plain_response(row["rejected"])
 
-    digests = np.fromiter((int.from_bytes(blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                                          "little") for t in texts()), np.uint64)
-    _, first = np.unique(digests, return_index=True)
+    digests, lengths = array("Q"), array("q")  # 8 bytes a text each, as numpy arrays would hold them
+    for text in texts():
+        digests.append(int.from_bytes(blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                                      "little"))
+        lengths.append(len(text))
+    _, first = np.unique(np.frombuffer(digests, dtype=np.uint64), return_index=True)
+    first = np.sort(first)  # each distinct text's first occurrence, in file order
+    picked = first[evenly_within(np.frombuffer(lengths, dtype=np.int64)[first], max_chars)]
     keep = np.zeros(len(digests), dtype=bool)
-    keep[np.sort(first)[:limit]] = True
+    keep[picked] = True
     return (t for t, k in zip(texts(), keep) if k)
+
+
+def evenly_within(lengths: np.ndarray, budget: int) -> np.ndarray:
+    """Indices of items evenly spaced over `lengths` whose lengths sum to at most `budget` (all when they fit)."""
+    if int(lengths.sum()) <= budget:
+        return np.arange(len(lengths))
+    count = max(1, int(len(lengths) * budget / lengths.sum()))
+    while True:  # the sample's mean length can exceed the whole's: shrink until it fits
+        picked = np.unique(np.linspace(0, len(lengths) - 1, count).round().astype(np.int64))
+        if int(lengths[picked].sum()) <= budget or count == 1:
+            return picked
+        count = int(count * 0.95)
 
 
 def prepare_tokenizer(model_cfg: ModelConfig, train_split: Path, out_dir: Path):
@@ -71,7 +93,7 @@ def prepare_tokenizer(model_cfg: ModelConfig, train_split: Path, out_dir: Path):
 
     if model_cfg.name in SCRATCH_BASES:
         with atomic_path(out_dir, is_dir=True) as tmp:
-            train_scratch_tokenizer(model_cfg.name, distinct_texts(train_split), model_cfg.scratch_vocab_size, tmp)
+            train_scratch_tokenizer(model_cfg.name, tokenizer_sample(train_split), model_cfg.scratch_vocab_size, tmp)
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
         return tokenizer, scratch_config(model_cfg.name, tokenizer)[0]

@@ -115,4 +115,6 @@ def write_release(trained_dir: Path, release_dir: Path, meta: dict, metrics: dic
         for file in sorted(Path(trained_dir).iterdir()):
             if file.is_file() and file.name != CARD_FILE:
                 shutil.copy2(file, tmp / file.name)
+            elif file.is_dir():  # a LoRA adapter beside the merged model (rewardkit.modeling.artifact.ADAPTER_DIR)
+                shutil.copytree(file, tmp / file.name)
         (tmp / CARD_FILE).write_text(card_text(meta, metrics, Path(release_dir).name) + "\n", encoding="utf-8")

@@ -54,16 +54,31 @@ def summary_lines(metrics_dir: Path) -> list[str]:
                   f"{evaluation['loss']:.3f}; ECE {evaluation['ece']:.3f}",
                   f"  length bias: {_acc(evaluation.get('accuracy_chosen_longer'))} when chosen is longer "
                   f"({evaluation.get('pairs_chosen_longer', 0)}), {_acc(evaluation.get('accuracy_chosen_shorter'))} "
-                  f"when shorter ({evaluation.get('pairs_chosen_shorter', 0)})", *_gaps(evaluation, "  ")]
+                  f"when shorter ({evaluation.get('pairs_chosen_shorter', 0)})"
+                  + (f"; Spearman(reward, length) {_acc(bias.get('spearman_reward_length'))}"
+                     if (bias := evaluation.get("length_bias")) else ""), *_gaps(evaluation, "  ")]
         for name, extra in (evaluation.get("extra_sets") or {}).items():
             lines.append(f"{name} ({extra['pairs']:,} pairs): accuracy {extra['accuracy']:.3f} vs longer-wins "
                          f"{extra['baseline_longer_wins_accuracy']:.3f}; loss {extra['loss']:.3f}")
-            lines += _gaps(extra, "  ")
+            lines += _gaps(extra, "  ") + _benchmark(extra)
     if not lines:
         return [f"no metrics in {metrics_dir}: run `dvc repro` (or `make demo`) first"]
     lines += ["plots: `dvc plots show`, then open dvc_plots/index.html",
               "every number: `dvc metrics show` (or `dvc metrics show metrics/eval.json`)"]
     return [line if len(line) <= WIDTH else line[:WIDTH - 3] + "..." for line in lines]
+
+
+def _benchmark(extra: dict) -> list[str]:
+    """The benchmark's own numbers of an extra set scored by RM-Bench's or RewardBench 2's rule."""
+    if extra.get("scoring") == "rmbench":
+        b = extra["rmbench"]
+        return [f"  RM-Bench: hard {b['hard']:.3f}, normal {b['normal']:.3f}, easy {b['easy']:.3f}, "
+                f"average {b['average']:.3f}"]
+    if extra.get("scoring") == "rewardbench2":
+        b = extra["rewardbench2"]
+        return ["  RewardBench 2: Score " + f"{b['Score']:.3f} (" + ", ".join(
+            f"{k} {v['score']:.3f}" for k, v in b.items() if k != "Score") + ")"]
+    return []
 
 
 def _acc(value: float | None) -> str:

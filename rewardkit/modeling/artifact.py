@@ -3,36 +3,50 @@ what a consumer needs to score as training did (max length, truncation policy, p
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+import torch
 
 from rewardkit.errors import UserError
 from rewardkit.io import atomic_path, native_os_errors
+from rewardkit.modeling.fitting import load_dtype
 from rewardkit.modeling.loading import load_hf_classifier
-from rewardkit.modeling.model import RewardModel, disable_dropout
+from rewardkit.modeling.model import RewardModel, disable_dropout, score_head
 
 META_FILE = "reward_model.json"
+ADAPTER_DIR = "adapter"
+"""Where, inside a model directory, a LoRA adapter trained for it is (peft's adapter_config.json and weights): a
+subdirectory, since transformers reads an adapter_config.json beside config.json as an adapter to load with peft."""
 
 
-def save_artifact(model: RewardModel, tokenizer, out_dir: str | Path, meta: dict) -> None:
-    """Write the model directory atomically, as one directory."""
+def save_artifact(model: RewardModel, tokenizer, out_dir: str | Path, meta: dict, adapter: Path | None = None) -> None:
+    """Write the model directory atomically, as one directory; `adapter`: a peft adapter directory to put in it
+    as ADAPTER_DIR."""
     # native_os_errors: safetensors and tokenizers write in Rust, and report a full disk as their own exceptions
     with atomic_path(out_dir, is_dir=True) as tmp, native_os_errors(out_dir):
         model.hf.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if adapter is not None:
+            shutil.copytree(adapter, tmp / ADAPTER_DIR)
 
 
-def load_artifact(model_dir: str | Path) -> tuple[RewardModel, object, dict]:
+def load_artifact(model_dir: str | Path, device: torch.device | None = None) -> tuple[RewardModel, object, dict]:
     """A trained reward model directory -> (RewardModel in eval mode, tokenizer, metadata). A missing or damaged
-    directory stops with one line naming the file (`check_model_dir`)."""
+    directory stops with one line naming the file (`check_model_dir`). `device`: where it will run; when its fp32
+    weights do not fit there, it is loaded in bf16, and the user told (`rewardkit.modeling.fitting`)."""
     meta = check_model_dir(Path(model_dir))
+    dtype = load_dtype(Path(model_dir), device) if device is not None else None
     try:
-        model, tokenizer = load_hf_classifier(str(model_dir))
+        model, tokenizer = load_hf_classifier(str(model_dir), dtype=dtype)
     except (UserError, OSError):
         raise
     except Exception as e:  # the files passed the checks, yet transformers cannot build the model from them
         raise damaged(Path(model_dir), f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
     disable_dropout(model)
+    if dtype is not None and (head := score_head(model)) is not None:
+        head.float()  # the body in bf16, the score head as everywhere in fp32 (rewardkit.modeling.model.FP32Head)
     return RewardModel(model, meta["pooling"]).eval(), tokenizer, meta
 
 

@@ -6,6 +6,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from rewardkit.modeling.devices import to_device
+
 # On CPU an inference batch holds at most this many (padded) tokens, so a small model's activations stay in cache
 # (bench/RESULTS.md, 2026-11-24 evening: the batch-size sweep behind this value).
 CPU_BATCH_TOKENS = 8192
@@ -66,8 +68,7 @@ class Batch(NamedTuple):
 
     def to(self, device: torch.device) -> Batch:
         """On `device`; from pinned host memory on CUDA, so the copies overlap with compute."""
-        tensors = [t if t is None or device.type != "cuda" else t.pin_memory() for t in self]
-        return Batch(*(t if t is None else t.to(device, non_blocking=True) for t in tensors))
+        return Batch(*(t if t is None else to_device(t, device) for t in self))
 
 
 def pad_batch(sequences: list[list[int]], pad_id: int, multiple: int = 8,

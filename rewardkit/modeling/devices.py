@@ -1,8 +1,12 @@
-"""Device and precision, decided when a stage or the scorer starts (never at import)."""
+"""Device and precision, decided when a stage or the scorer starts (never at import). The decisions that depend on
+the kind of device (CUDA or CPU) are made here, so they can be reviewed at once."""
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import torch
 
+from rewardkit.config import PRECISIONS
 from rewardkit.errors import UserError
 
 
@@ -20,12 +24,47 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA GPUs that have bf16 (Ampere and later; older ones run fp32 with TF32 where they can);
-    fp32 on CPU (bf16 matmuls are far slower than fp32 on CPUs without AMX)."""
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively, so bf16 matmuls beat fp32 ones. CUDA: compute capability >= 8.0
+    (Ampere and later; V100 and T4 only emulate bf16, though `torch.cuda.is_bf16_supported()` says True there).
+    CPU: AVX512-BF16 or AMX tiles, as torch's CPU feature checks report them (AVX512 alone emulates bf16)."""
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.cuda.is_bf16_supported())
-    return torch.autocast("cpu", enabled=False)
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so looked up with a default
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"fp32" or "bf16": auto -> bf16 autocast where `device` has native bf16, else fp32; fp32 and bf16 as asked.
+    Under bf16 the weights, optimizer state, score head, loss and rewards stay fp32."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of a forward at `precision` (auto is resolved): bf16 autocast, or autocast off (fp32,
+    also when an outer autocast is on)."""
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return no_autocast(device)
+
+
+def no_autocast(device: torch.device):
+    """Autocast off for `device`'s kind: what runs inside computes in its inputs' dtype (the score head, in fp32)."""
+    return torch.autocast(device.type, enabled=False) if device.type in ("cuda", "cpu") else nullcontext()
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is the process running out of memory (CUDA's, or the CPU allocator's), not bad data."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def enable_tf32(device: torch.device) -> None:
@@ -37,3 +76,12 @@ def enable_tf32(device: torch.device) -> None:
         matmul.fp32_precision = conv.fp32_precision = "tf32"
     else:
         matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device` without stalling the host: on CUDA through pinned memory with a non-blocking copy
+    (a plain `.to("cuda")` of pageable memory synchronises the stream); elsewhere `.to(device)`. The caching host
+    allocator keeps the pinned buffer until the copy is done, so the caller may drop it at once."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

@@ -3,6 +3,7 @@
 On CPU the batches run on `torch.get_num_threads()` Python threads with one intra-op thread each, longest first:
 whole small batches in parallel beat one batch's small matmuls split over cores. Every batch is computed by one
 thread, so rewards are bit-identical whatever the number of cores. On CUDA the batches run one after another.
+`precision` (fp32, bf16 or auto: rewardkit.modeling.devices) is the body's; the score head and rewards are fp32.
 """
 from __future__ import annotations
 
@@ -12,29 +13,49 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rewardkit.modeling.batching import inference_batches, pad_batch
+from rewardkit.modeling.batching import CPU_BATCH_TOKENS, inference_batches, pad_batch
 from rewardkit.modeling.devices import autocast
+from rewardkit.modeling.packing import pack_batch, packed_batches
 
 Model = Callable[..., torch.Tensor]  # (input_ids, attention_mask[, token_type_ids]) -> (N,) rewards
 
 
 def _score_batch(model: Model, sequences: list[list[int]], segments: list[int] | None, batch: np.ndarray,
-                 pad_id: int, device: torch.device) -> torch.Tensor:
-    with torch.inference_mode(), autocast(device):  # both are thread-local: entered in the thread that scores
+                 pad_id: int, device: torch.device, precision: str) -> torch.Tensor:
+    # both are thread-local: entered in the thread that scores
+    with torch.inference_mode(), autocast(device, precision):
         padded = pad_batch([sequences[i] for i in batch], pad_id,
                            segments=None if segments is None else [segments[i] for i in batch])
         return model(*padded.to(device)).float().cpu()
 
 
-def score_sequences(model: Model, sequences: list[list[int]], pad_id: int, batch_size: int,
-                    device: torch.device, progress=None, segments: list[int] | None = None) -> torch.Tensor:
-    """Rewards (float32, on CPU) of encoded sequences, in input order; `segments`: where each response starts,
-    for models with token types; `progress` (a tqdm bar) counts sequences."""
-    rewards = torch.empty(len(sequences), dtype=torch.float32)
-    batches = inference_batches([len(s) for s in sequences], batch_size, device)
+def _score_packed(model: Model, sequences: list[list[int]], groups: list[list[int]], pad_id: int,
+                  device: torch.device, precision: str) -> torch.Tensor:
+    with torch.inference_mode(), autocast(device, precision):
+        return model(*pack_batch(sequences, groups, pad_id).to(device)).float().cpu()
 
-    def score(batch: np.ndarray) -> torch.Tensor:
-        return _score_batch(model, sequences, segments, batch, pad_id, device)
+
+def score_sequences(model: Model, sequences: list[list[int]], pad_id: int, batch_size: int,
+                    device: torch.device, progress=None, segments: list[int] | None = None,
+                    groups: list[list[int]] | None = None, precision: str = "fp32") -> torch.Tensor:
+    """Rewards (float32, on CPU) of encoded sequences, in input order; `segments`: where each response starts,
+    for models with token types; `progress` (a tqdm bar) counts sequences. A model that shares prefixes (a causal
+    decoder) computes the common prefix of each of `groups` (lists of indices: a pair, a prompt's candidates;
+    default: found from the tokens) once."""
+    rewards = torch.empty(len(sequences), dtype=torch.float32)
+    if getattr(model, "share_prefix", False) and sequences:
+        max_tokens = CPU_BATCH_TOKENS if device.type == "cpu" else batch_size * max(map(len, sequences))
+        plans = packed_batches(sequences, groups, batch_size, max_tokens)
+        batches = [np.array([m for g in plan for m in g]) for plan in plans]
+        work = {id(b): plan for b, plan in zip(batches, plans)}
+
+        def score(batch: np.ndarray) -> torch.Tensor:
+            return _score_packed(model, sequences, work[id(batch)], pad_id, device, precision)
+    else:
+        batches = inference_batches([len(s) for s in sequences], batch_size, device)
+
+        def score(batch: np.ndarray) -> torch.Tensor:
+            return _score_batch(model, sequences, segments, batch, pad_id, device, precision)
 
     if device.type != "cpu":
         _collect(rewards, batches, map(score, batches), progress)

@@ -8,17 +8,18 @@ from rewardkit.encoding.tokenizers import check_base_dir, load_tokenizer, not_lo
 from rewardkit.errors import UserError
 
 
-def load_classifier(name_or_dir: str, tokenizer, report: bool = False):
+def load_classifier(name_or_dir: str, tokenizer, report: bool = False, dtype=None):
     """AutoModelForSequenceClassification(num_labels=1) for `tokenizer` (embeddings resized when the tokenizer
     gained a pad token). `report`: say in one line which weights were newly initialised (a reward head on a base
-    model, as expected)."""
+    model, as expected). `dtype`: load the weights in it (default: as saved)."""
     from transformers import AutoModelForSequenceClassification
 
     check_base_dir(name_or_dir)
+    kwargs = {"dtype": dtype} if dtype is not None else {}
     try:
         with quiet_transformers():
             model, info = AutoModelForSequenceClassification.from_pretrained(name_or_dir, num_labels=1,
-                                                                             output_loading_info=True)
+                                                                             output_loading_info=True, **kwargs)
     except OSError as e:
         raise not_loadable(name_or_dir, e) from None
     if model.config.num_labels != 1:
@@ -31,10 +32,10 @@ def load_classifier(name_or_dir: str, tokenizer, report: bool = False):
     return model
 
 
-def load_hf_classifier(name_or_dir: str, report: bool = False):
+def load_hf_classifier(name_or_dir: str, report: bool = False, dtype=None):
     """The classifier and its tokenizer, with errors that say what to do."""
     tokenizer = load_tokenizer(name_or_dir)
-    return load_classifier(name_or_dir, tokenizer, report), tokenizer
+    return load_classifier(name_or_dir, tokenizer, report, dtype), tokenizer
 
 
 def load_report(cls: str, source: str, info: dict) -> str | None:

@@ -106,12 +106,12 @@ def add_rewards(scorer: RewardScorer, rows: list[dict], fields: tuple[str, ...],
 
 
 def score_file(model_dir: Path, source: Path, output: Path, batch_size: int = 64, normalize: bool = False,
-               device: str = "auto") -> int:
+               device: str = "auto", precision: str = "fp32") -> int:
     """Score every row of `source` into `output`; returns the number of rows."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     fields, n_rows = check_input(source)
-    scorer = RewardScorer.from_pretrained(model_dir, device)
+    scorer = RewardScorer.from_pretrained(model_dir, device, precision)
     if normalize:
         scorer.normalize(torch.zeros(1))  # fail before scoring when the statistics are missing
     per_row = 1 if fields == RESPONSE_FIELDS else 2

@@ -12,8 +12,19 @@ from rewardkit.encoding.families import input_template
 from rewardkit.encoding.templates import EncodedSequences, encode_sequences
 from rewardkit.errors import UserError
 from rewardkit.modeling.artifact import load_artifact
-from rewardkit.modeling.devices import enable_tf32, resolve_device
+from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_precision
 from rewardkit.modeling.inference import score_sequences
+
+
+def same_prompt_groups(prompts, n: int) -> list[list[int]]:
+    """Indices of the responses that share a prompt (all of them for one prompt: best-of-n): a decoder computes
+    that prompt once for the group (rewardkit.modeling.packing)."""
+    if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict)):
+        return [list(range(n))]
+    groups: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(repr(prompt), []).append(i)
+    return list(groups.values())
 
 
 class RewardScorer:
@@ -24,16 +35,19 @@ class RewardScorer:
         best = candidates[max(range(len(rewards)), key=rewards.__getitem__)]
     """
 
-    def __init__(self, model, tokenizer, meta: dict, device: torch.device):
+    def __init__(self, model, tokenizer, meta: dict, device: torch.device, precision: str = "fp32"):
         self.model, self.tokenizer, self.meta, self.device = model, tokenizer, meta, device
+        self.precision = resolve_precision(precision, device)
+        """fp32 or bf16: the model body's precision (the score head and the rewards are fp32 either way)."""
         self.template = input_template(model.hf.config, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, device: str = "auto") -> RewardScorer:
+    def from_pretrained(cls, model_dir: str | Path, device: str = "auto", precision: str = "fp32") -> RewardScorer:
+        """`precision`: auto (bf16 where the device has native bf16), fp32 or bf16."""
         torch_device = resolve_device(device)
         enable_tf32(torch_device)
-        model, tokenizer, meta = load_artifact(model_dir)
-        return cls(model.to(torch_device), tokenizer, meta, torch_device)
+        model, tokenizer, meta = load_artifact(model_dir, torch_device)
+        return cls(model.to(torch_device), tokenizer, meta, torch_device, precision)
 
     def encode(self, prompts: str | Sequence[str], responses: Sequence[str]) -> list[list[int]]:
         """Input ids as in training; a single prompt string is paired with every response."""
@@ -68,7 +82,8 @@ class RewardScorer:
         if not enc.ids:
             return torch.empty(0)
         rewards = score_sequences(self.model, enc.ids, self.tokenizer.pad_token_id, batch_size, self.device,
-                                  progress, enc.segments)
+                                  progress, enc.segments, same_prompt_groups(prompts, len(responses)),
+                                  self.precision)
         return self.normalize(rewards) if normalize else rewards
 
     def score(self, prompts: str | Sequence[str], responses: Sequence[str], normalize: bool = False,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rewardkit.config import PRECISIONS
 from rewardkit.errors import UserError
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class ServeConfig:
     """Texts cut from the end of OpenRLHF responses: the policy's end-of-turn tokens, e.g. "<|im_end|>"."""
     device: str = "auto"
     """auto (cuda when visible), cpu, cuda or cuda:N."""
+    precision: str = "fp32"
+    """auto (bf16 where the device has native bf16), fp32 or bf16: the model body's; rewards are fp32."""
     drain_timeout_s: float = 60.0
     """On SIGTERM, how long in-flight requests may take before they are cancelled."""
 
@@ -56,7 +59,8 @@ class ServeConfig:
             ("max-pairs", self.max_pairs, self.max_pairs >= 1, "at least 1"),
             ("max-body-mb", self.max_body_mb, self.max_body_mb > 0, "positive"),
             ("workers", self.workers, self.workers is None or self.workers >= 1, "at least 1"),
-            ("drain-timeout-s", self.drain_timeout_s, self.drain_timeout_s > 0, "positive")) if not ok]
+            ("drain-timeout-s", self.drain_timeout_s, self.drain_timeout_s > 0, "positive"),
+            ("precision", self.precision, self.precision in PRECISIONS, " or ".join(PRECISIONS))) if not ok]
         if any(not text for text in self.eos_text):
             problems.append("--eos-text must not be empty")
         if self.api_key is not None and not KEY_PATTERN.fullmatch(self.api_key):

@@ -15,7 +15,7 @@ from rewardkit.serving.server import ScoringService, create_app
 def serve(cfg: ServeConfig) -> None:
     """Load the model, serve until SIGTERM or Ctrl-C, drain, exit. uvicorn stops accepting connections at once,
     lets in-flight requests finish (the batcher scores all queued work), then runs the app's shutdown."""
-    service = ScoringService(RewardScorer.from_pretrained(cfg.model, cfg.device), cfg)
+    service = ScoringService(RewardScorer.from_pretrained(cfg.model, cfg.device, cfg.precision), cfg)
 
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
@@ -26,7 +26,8 @@ def serve(cfg: ServeConfig) -> None:
                             timeout_graceful_shutdown=cfg.drain_timeout_s)
     # uvicorn re-raises SIGTERM after a graceful shutdown; a clean drain then exits 0 instead of dying by signal
     signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(0))
-    print(f"serve: {cfg.model} on {service.scorer.device}, {service.batcher.workers} batch worker(s), "
+    print(f"serve: {cfg.model} on {service.scorer.device} in {service.scorer.precision}, "
+          f"{service.batcher.workers} batch worker(s), "
           f"{service.batcher.max_batch_tokens} tokens per batch, {cfg.max_wait_ms} ms wait"
           + (", API key required" if cfg.api_key else ""), flush=True)
     DrainingServer(config).run()

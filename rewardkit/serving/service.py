@@ -44,7 +44,7 @@ class ScoringService:
         ids = [item[0] for item in items]
         segments = None if items[0][1] is None else [item[1] for item in items]  # token types (BERT) or none
         return score_sequences(self.scorer.model, ids, self.scorer.tokenizer.pad_token_id, len(ids),
-                               self.scorer.device, None, segments).tolist()
+                               self.scorer.device, None, segments, precision=self.scorer.precision).tolist()
 
     def check_size(self, n: int, what: str) -> None:
         if n > self.cfg.max_pairs:

@@ -5,21 +5,28 @@ Each checkpoint is `step-<step>.pt` (`torch.save`, loaded back with `weights_onl
 `step-<step>.json`, its manifest (size and sha256), written after it; both go to a temporary name first and are
 renamed. The last two are kept. On resume the newest one whose bytes match its manifest and that loads is used;
 a damaged one (truncated, bytes changed, no manifest, unloadable) is reported in one line and renamed to
-`*.damaged` (kept for a post-mortem), and the one before it, or a fresh start, takes its place. The directory is
-removed once the stage has written its outputs (the damaged files stay).
+`*.damaged` (kept for a post-mortem), and the one before it, or a fresh start, takes its place. Running out of
+memory while loading says nothing about the file: it stops the run with one line and leaves the checkpoint be.
+The directory is removed once the stage has written its outputs (the damaged files stay).
+
+Checkpoints are read to the CPU whatever device trains: the RNG states must be CPU byte tensors, and
+`load_state_dict` moves weights and optimizer state to the parameters' device itself.
 """
 from __future__ import annotations
 
 import json
 import random
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from rewardkit.errors import UserError
 from rewardkit.io import atomic_path, file_sha256, native_os_errors, write_json
+from rewardkit.modeling.devices import out_of_memory
 from rewardkit.training import distributed
 from rewardkit.training.distributed import Ranks
 
@@ -95,38 +102,48 @@ def problem(directory: Path, step: int) -> str | None:
     return None
 
 
-def read(directory: Path, step: int, device: torch.device) -> tuple[dict | None, str | None]:
-    """(state, None) for a good checkpoint of `step`, else (None, why it is not)."""
+def read(directory: Path, step: int) -> tuple[dict | None, str | None]:
+    """(state, None) for a good checkpoint of `step`, on the CPU, else (None, why it is not). Out of memory is not
+    the file's fault: a UserError, the file left in place. An OSError (permissions, I/O) propagates as such."""
     why = problem(directory, step)
     if why is not None:
         return None, why
+    path = checkpoint_file(directory, step)
     try:
-        state = torch.load(checkpoint_file(directory, step), map_location=device, weights_only=True)
-    except Exception as e:  # whatever stops it loading makes it unusable; it is reported, not hidden
-        return None, f"torch.load failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as e:  # whatever else stops it loading makes it unusable; it is reported, not hidden
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        if out_of_memory(e):
+            raise UserError(f"out of memory loading checkpoint {path} ({type(e).__name__}: {first_line}); it is "
+                            "left in place: free memory (or use a machine with more) and rerun to resume") from None
+        return None, f"torch.load failed: {type(e).__name__}: {first_line}"
     if not isinstance(state, dict) or not STATE_KEYS <= state.keys() or state["step"] != step:
         return None, "it does not hold the training state of its step"
     return state, None
 
 
-def set_aside(directory: Path, step: int) -> Path:
-    """Rename the checkpoint of `step` and its manifest to *.damaged (kept for a post-mortem, never loaded)."""
-    for path in (checkpoint_file(directory, step), manifest_file(directory, step)):
+def set_aside(directory: Path, step: int, data=checkpoint_file) -> Path:
+    """Rename the checkpoint of `step` (`data(directory, step)`: its file, or a sharded one's directory) and its
+    manifest to *.damaged (kept for a post-mortem, never loaded)."""
+    for path in (data(directory, step), manifest_file(directory, step)):
         if path.exists():
             path.replace(path.with_name(path.name + DAMAGED))
-    return checkpoint_file(directory, step).with_name(checkpoint_file(directory, step).name + DAMAGED)
+    return data(directory, step).with_name(data(directory, step).name + DAMAGED)
 
 
-def load_latest(directory: Path, device: torch.device) -> dict | None:
+def load_latest(directory: Path, read=read, data=checkpoint_file, steps=steps_on_disk) -> dict | None:
     """The newest good checkpoint in `directory` (None: start from scratch). Each damaged one on the way is set
-    aside and reported in one line on stderr, saying what is used instead."""
+    aside and reported in one line on stderr, saying what is used instead. `read`, `data`, `steps`: how a
+    checkpoint is read and where it is (rewardkit.training.sharded_checkpoint passes its own)."""
     damaged = []
     state = None
-    for step in steps_on_disk(directory):
-        state, why = read(directory, step, device)
+    for step in steps(directory):
+        state, why = read(directory, step)
         if state is not None:
             break
-        damaged.append((checkpoint_file(directory, step), why, set_aside(directory, step)))
+        damaged.append((data(directory, step), why, set_aside(directory, step, data)))
     instead = f"resuming from the one of step {state['step']}" if state is not None else "training from scratch"
     for path, why, aside in damaged:
         print(f"warning: checkpoint {path} is damaged ({why}); moved it aside to {aside.name}, {instead}",
@@ -134,15 +151,15 @@ def load_latest(directory: Path, device: torch.device) -> dict | None:
     return state
 
 
-def resume(directory: Path, device: torch.device, ranks: Ranks) -> dict | None:
+def resume(directory: Path, ranks: Ranks) -> dict | None:
     """The state to resume from, the same on every rank: rank 0 picks the newest good checkpoint (setting damaged
     ones aside), the others load the one it picked. A rank that cannot read that one gets None, which the step
     check after this call reports (on several nodes `directory` must be on a shared filesystem)."""
-    state = load_latest(directory, device) if ranks.is_main else None
+    state = load_latest(directory) if ranks.is_main else None
     picked = torch.tensor([state["step"] if state is not None else 0], dtype=torch.int64)
     step = int(distributed.all_reduce(picked, ranks, dist.ReduceOp.MAX).item())  # rank 0's: the others send 0
     if not ranks.is_main and step:
-        state, _ = read(directory, step, device)
+        state, _ = read(directory, step)
     return state
 
 
@@ -152,6 +169,6 @@ def remove(directory: Path) -> None:
         return
     for path in directory.iterdir():
         if not path.name.endswith(DAMAGED):
-            path.unlink(missing_ok=True)
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)  # a sharded one is a directory
     if not any(directory.iterdir()):
         directory.rmdir()

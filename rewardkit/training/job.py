@@ -3,8 +3,10 @@ artifact and the training metrics (one pass over the training pairs, or an even 
 with the final weights). The curve is logged through dvclive as training goes (`rewardkit.training.curve_log`)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +23,13 @@ from rewardkit.encoding.tokenizers import load_saved_tokenizer
 from rewardkit.errors import UserError
 from rewardkit.io import directory_sha256, file_sha256, round_floats
 from rewardkit.modeling.artifact import save_artifact
-from rewardkit.modeling.devices import enable_tf32, resolve_device
+from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_precision
 from rewardkit.modeling.inference import score_sequences
-from rewardkit.modeling.model import RewardModel, load_base
+from rewardkit.modeling.model import RewardModel, disable_dropout, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
+from rewardkit.modeling.packing import pair_groups
 from rewardkit.modeling.scratch import init_scratch_model
-from rewardkit.training import checkpoint, distributed, launcher
+from rewardkit.training import checkpoint, distributed, fsdp, launcher, lora, memory
 from rewardkit.training.curve_log import CurveLog
 from rewardkit.training.distributed import Ranks
 from rewardkit.training.loop import optimize
@@ -51,6 +54,8 @@ def train_stage(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, ent
     """Run training in this process, or, with nproc_per_node > 1 outside torchrun, relaunch `python -m
     entry_module *argv` under torchrun; returns the exit code."""
     device = resolve_device(cfg.device)  # before a relaunch: a bad device is reported once, not by every rank
+    fsdp.check_world(cfg.strategy, int(os.environ["WORLD_SIZE"]) if distributed.under_torchrun()
+                     else cfg.nproc_per_node)
     if cfg.nproc_per_node > 1 and not distributed.under_torchrun():
         return launcher.relaunch_under_torchrun(cfg.nproc_per_node, entry_module, argv, device)
     enable_tf32(device)
@@ -92,8 +97,51 @@ def open_store(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig) -> T
 
 def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
                        ranks: Ranks) -> None:
+    # auto resolved once: the run key, the loop, the scoring passes and the recorded metadata all see fp32 or bf16
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     pairs = open_store(paths, model_cfg, cfg)
     key = run_key(inputs_sha256(paths, model_cfg), model_cfg, cfg)
+    model, tokenizer, adapted = prepare_model(paths, model_cfg, cfg, key, ranks)
+    model.to(device)
+    model.share_prefix = model.share_prefix and cfg.prefix_sharing == "auto" and not cfg.compile
+    if cfg.strategy == "fsdp":
+        fsdp.shard(model, device, ranks, bf16=cfg.precision == "bf16")
+    template = input_template(model.hf.config, tokenizer)
+    counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",
+                                         "prompt_truncated", "response_truncated")}
+    if ranks.is_main:
+        print(f"training on {len(pairs)} pairs ({counts}) on {device} x{ranks.world} in {cfg.precision}",
+              file=sys.stderr)
+    ckpt_dir = paths.scratch / "train" / key
+    training, validation = carve_validation(pairs, cfg)
+    validate = None if validation is None else (
+        lambda: validation_metrics(model, validation, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
+                                   cfg.precision))
+    log = CurveLog(paths.live) if ranks.is_main else None  # one writer under DDP and FSDP
+    curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate,
+                     on_step=log and log.on_step, on_resume=log and log.on_resume)
+    if fsdp.is_sharded(model):  # every rank sends its shards; rank 0 scores and saves a plain copy, as with ddp
+        model, adapted = fsdp.gather_plain(model, ranks, lambda: skeleton(model, cfg))
+        model = model.to(device) if model is not None else None
+    if ranks.is_main:
+        adapter = None
+        if adapted is not None:  # the adapter saved, then merged: the artifact is a plain classifier
+            adapter = paths.scratch / "adapter" / key
+            lora.release(model, adapted, adapter, model_cfg.name)
+        metrics = write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device,
+                                {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})},
+                                adapter)
+        log.finish(metrics, len(curve))
+        checkpoint.remove(ckpt_dir)
+        if adapter is not None:
+            shutil.rmtree(adapter)
+    # no barrier here: the other ranks may exit while rank 0 scores and saves, which on a large training set
+    # can outlast NCCL's 10-minute collective timeout
+
+
+def prepare_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, key: str, ranks: Ranks):
+    """(the model to train, its tokenizer, peft's model or None): the base with a new head, LoRA adapters with
+    train.lora, activation checkpointing with train.gradient_checkpointing."""
     if model_cfg.name in SCRATCH_BASES:  # random init for the tokenizer trained on the training split
         base_dir = paths.scratch / "base" / key
         if ranks.is_main:
@@ -103,27 +151,36 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     else:
         tokenizer = load_saved_tokenizer(str(paths.tokenizer))
         model, tokenizer = load_base(model_cfg.name, model_cfg.pooling, cfg.seed, tokenizer)
-    model.to(device)
-    template = input_template(model.hf.config, tokenizer)
-    counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",
-                                         "prompt_truncated", "response_truncated")}
+    adapted = apply_lora(model, cfg, ranks)
+    if cfg.gradient_checkpointing:
+        memory.enable_activation_checkpointing(model)
+    return model, tokenizer, adapted
+
+
+def skeleton(model: RewardModel, cfg: TrainConfig) -> tuple[RewardModel, object]:
+    """`model`'s architecture on the meta device (no memory), with its LoRA layers: what a gathered sharded model
+    is loaded into. Returns it and peft's model (None without LoRA)."""
+    with torch.device("meta"):
+        hf = type(model.hf)(model.hf.config)
+        disable_dropout(hf)
+        plain = RewardModel(hf, model.pooling)
+        plain.share_prefix = model.share_prefix
+        adapted = lora.apply_lora(plain, cfg.lora_settings()) if cfg.lora_settings().r else None
+    return plain, adapted
+
+
+def apply_lora(model: RewardModel, cfg: TrainConfig, ranks: Ranks):
+    """With train.lora.r > 0: adapters on the body, the head trained fully (rewardkit.training.lora); returns
+    peft's model, or None."""
+    settings = cfg.lora_settings()
+    if not settings.r:
+        return None
+    adapted = lora.apply_lora(model, settings)
     if ranks.is_main:
-        print(f"training on {len(pairs)} pairs ({counts}) on {device} x{ranks.world}", file=sys.stderr)
-    ckpt_dir = paths.scratch / "train" / key
-    training, validation = carve_validation(pairs, cfg)
-    validate = None if validation is None else (
-        lambda: validation_metrics(model, validation, tokenizer.pad_token_id, 4 * cfg.batch_size, device))
-    log = CurveLog(paths.live) if ranks.is_main else None  # one writer under DDP
-    curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate,
-                     on_step=log and log.on_step, on_resume=log and log.on_resume)
-    if ranks.is_main:
-        if validation is not None:
-            counts["validation_pairs"] = len(validation)
-        metrics = write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device, counts)
-        log.finish(metrics, len(curve))
-        checkpoint.remove(ckpt_dir)
-    # no barrier here: the other ranks may exit while rank 0 scores and saves, which on a large training set
-    # can outlast NCCL's 10-minute collective timeout
+        trainable, total = lora.trainable_parameters(model)
+        print(f"LoRA r={settings.r}: training {trainable:,} of {total:,} parameters "
+              f"({100 * trainable / total:.2f}%; the head in full)", file=sys.stderr)
+    return adapted
 
 
 def carve_validation(pairs: TokenStore, cfg: TrainConfig) -> tuple[TokenStore | PairSubset, PairSubset | None]:
@@ -140,11 +197,12 @@ def carve_validation(pairs: TokenStore, cfg: TrainConfig) -> tuple[TokenStore | 
 
 
 def validation_metrics(model: RewardModel, pairs: PairSubset, pad_id: int, batch_size: int,
-                       device: torch.device) -> dict:
+                       device: torch.device, precision: str) -> dict:
     """{"val_loss", "val_accuracy"} of the validation pairs with the current weights."""
     n = len(pairs)
     sequences, segments = pairs.sequences(range(n))
-    rewards = score_sequences(model, sequences, pad_id, batch_size, device, segments=segments)
+    rewards = score_sequences(model, sequences, pad_id, batch_size, device, segments=segments, groups=pair_groups(n),
+                              precision=precision)
     margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32))
     return {"val_loss": bt_loss_per_pair(rewards[:n], rewards[n:], margin).mean().item(),
             "val_accuracy": pair_correct(rewards[:n], rewards[n:]).mean().item()}
@@ -157,15 +215,16 @@ def stats_sample(n: int, limit: int) -> np.ndarray:
 
 def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: PairTemplate, pairs: TokenStore,
                   curve: list[dict], model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
-                  counts: dict) -> dict:
-    """Score the training pairs (or a sample) with the final weights, write the artifact; returns the final
-    metrics (the dvclive summary adds the last step's loss, accuracy, lr and epoch, and "step")."""
+                  counts: dict, adapter: Path | None = None) -> dict:
+    """Score the training pairs (or a sample) with the final weights, write the artifact (with the LoRA `adapter`
+    directory in it, when there is one); returns the final metrics (the dvclive summary adds the last step's loss,
+    accuracy, lr and epoch, and "step")."""
     model.eval()
     picked = stats_sample(len(pairs), cfg.stats_pairs)
     sequences, segments = pairs.sequences(picked)
-    rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
-                              segments=segments)
     n = len(picked)
+    rewards = score_sequences(model, sequences, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
+                              segments=segments, groups=pair_groups(n), precision=cfg.precision)
     chosen, rejected = rewards[:n], rewards[n:]
     margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32)[picked])
     train_loss = bt_loss_per_pair(chosen, rejected, margin).mean().item()
@@ -174,11 +233,14 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
             "segment_ids": template.segment_ids, "model_type": model.hf.config.model_type,
             "rendering": pairs.meta["rendering"], "tokenizer_sha256": pairs.meta["tokenizer_sha256"],
             "data_sha256": pairs.meta["source_sha256"], "reward_mean": rewards.mean().item(),
-            "reward_std": rewards.std().item()}
-    save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8))
+            "reward_std": rewards.std().item(), "precision": cfg.precision}
+    if adapter is not None:
+        meta["lora"] = dataclasses.asdict(cfg.lora_settings())
+    save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8), adapter)
     validation = [r for r in curve if "val_loss" in r]
     metrics = {"train_loss": train_loss, "train_accuracy": pair_correct(chosen, rejected).mean().item(),
-               "epochs": cfg.epochs, "reward_mean": meta["reward_mean"], "reward_std": meta["reward_std"], **counts}
+               "epochs": cfg.epochs, "reward_mean": meta["reward_mean"], "reward_std": meta["reward_std"],
+               "precision": cfg.precision, **counts}
     if cfg.max_steps:
         metrics["max_steps"] = cfg.max_steps  # the run may have stopped before train.epochs
     if validation:

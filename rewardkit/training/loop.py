@@ -21,10 +21,11 @@ from transformers import get_scheduler
 from rewardkit.config import TrainConfig
 from rewardkit.encoding.store import PairSubset, TokenStore
 from rewardkit.errors import UserError
-from rewardkit.modeling.batching import length_grouped_batches, pad_batch
-from rewardkit.modeling.devices import autocast
+from rewardkit.modeling.batching import length_grouped_batches
+from rewardkit.modeling.devices import autocast, resolve_precision, to_device
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
-from rewardkit.training import checkpoint, distributed, preemption
+from rewardkit.modeling.packing import batch_for
+from rewardkit.training import checkpoint, distributed, fsdp, preemption, sharded_checkpoint
 from rewardkit.training.distributed import Ranks
 
 Pairs = TokenStore | PairSubset
@@ -65,7 +66,7 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
                               num_training_steps=total)
     state = TrainState(model, optimizer, scheduler)
     with preemption.StopOnSignal() as stop:
-        resume(state, ckpt_dir, device, ranks, total)  # even with checkpoint_every=0: a stop writes one
+        resume(state, ckpt_dir, ranks, total)  # even with checkpoint_every=0: a stop writes one
         if on_resume is not None and state.curve:
             on_resume(state.curve)
         ddp, forward = wrap_model(model, cfg, device, ranks)
@@ -108,27 +109,37 @@ def steps_for(n_pairs: int, cfg: TrainConfig) -> int:
     return min(total, cfg.max_steps) if cfg.max_steps else total
 
 
-def resume(state: TrainState, ckpt_dir: Path, device: torch.device, ranks: Ranks, total: int) -> None:
+def resume(state: TrainState, ckpt_dir: Path, ranks: Ranks, total: int) -> None:
     """Load the newest good checkpoint into `state`, if there is one, the same one on every rank."""
-    saved = checkpoint.resume(ckpt_dir, device, ranks)
+    if fsdp.is_sharded(state.model):  # each rank reads its shards into the model and optimizer
+        saved = sharded_checkpoint.resume(ckpt_dir, state.model, state.optimizer, ranks)
+    else:
+        saved = checkpoint.resume(ckpt_dir, ranks)  # on the CPU: load_state_dict moves it
+        if saved is not None:
+            state.model.load_state_dict(saved["model"])
+            state.optimizer.load_state_dict(saved["optimizer"])
     if saved is not None:
-        state.model.load_state_dict(saved["model"])
-        state.optimizer.load_state_dict(saved["optimizer"])
         state.scheduler.load_state_dict(saved["scheduler"])
         checkpoint.set_rng_state(saved["rng"])
         state.step, state.curve = saved["step"], saved["curve"]
         if ranks.is_main:
-            print(f"resuming from the checkpoint at step {state.step}/{total} in {ckpt_dir}", file=sys.stderr)
+            resharded = (f" (written by {saved['world']} processes, resharded for {ranks.world})"
+                         if saved.get("world", ranks.world) != ranks.world else "")
+            print(f"resuming from the checkpoint at step {state.step}/{total} in {ckpt_dir}{resharded}",
+                  file=sys.stderr)
     if not distributed.same_on_all_ranks(state.step, ranks):  # else ranks would run different steps and hang
         raise UserError(f"the training processes found different checkpoints in {ckpt_dir}: on several nodes the "
                         "project directory (.scratch included) must be on a filesystem they all share")
 
 
 def wrap_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, ranks: Ranks):
-    """(the module backward synchronises through, the callable that computes rewards): DDP over several processes,
-    torch.compile on top with train.compile."""
-    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                    else None) if ranks.world > 1 else model
+    """(the module backward synchronises through, the callable that computes rewards): DDP over several processes
+    (a model sharded with train.strategy=fsdp synchronises itself), torch.compile on top with train.compile."""
+    if fsdp.is_sharded(model):
+        ddp = model
+    else:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None) if ranks.world > 1 else model
     return ddp, torch.compile(ddp) if cfg.compile else ddp
 
 
@@ -147,9 +158,13 @@ def batches_from(lengths: np.ndarray, cfg: TrainConfig, total: int, done: int) -
 def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: torch.Tensor, cfg: TrainConfig,
                          device: torch.device, ranks: Ranks, pad_id: int) -> tuple[torch.Tensor, int]:
     """Forward and backward over this rank's micro-batches of one step's batch. Returns this rank's (loss sum,
-    correct pairs) as a float64 CPU tensor, and the real tokens its forwards read."""
+    correct pairs) as a float64 tensor on `device`, and the real tokens its forwards read.
+
+    Nothing is read back from the device here: the sums stay on it (read once per step, in `optimizer_step`), the
+    fast forwards get each row's length from the host, and inputs travel from pinned memory without a sync, so the
+    host queues the next micro-step while the GPU runs this one."""
     multiple = 64 if cfg.compile else 8  # fixed length buckets bound torch.compile's recompiles
-    sums, tokens = torch.zeros(2, dtype=torch.float64), 0
+    sums, tokens = torch.zeros(2, dtype=torch.float64, device=device), 0
     micro = np.array_split(batch, ranks.world * cfg.grad_accum_steps)[ranks.rank * cfg.grad_accum_steps:
                                                                        (ranks.rank + 1) * cfg.grad_accum_steps]
     for k, mb in enumerate(micro):
@@ -159,27 +174,33 @@ def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: 
         weight = ranks.world / len(batch) if len(mb) else 0.0
         mb = mb if len(mb) else batch[:1]
         sequences, segments = pairs.sequences(mb)
-        tokens += sum(map(len, sequences))
-        inputs = pad_batch(sequences, pad_id, multiple, segments).to(device)
-        sync = nullcontext() if k == len(micro) - 1 or ranks.world == 1 else ddp.no_sync()
+        lengths = [len(s) for s in sequences]
+        tokens += sum(lengths)
+        inputs = batch_for(ddp, sequences, pad_id, multiple, segments).to(device)  # decoders: packed pairs
+        # compiled graphs would guard on (and recompile for) the list's values; they read no lengths anyway
+        known = {} if cfg.compile or inputs.attention_mask is None else {"lengths": lengths}
+        sync = nullcontext() if k == len(micro) - 1 or ranks.world == 1 else fsdp.no_sync(ddp)
         with sync:
-            with autocast(device):
-                rewards = forward(*inputs).float()  # (2b,): chosen then rejected
+            with autocast(device, cfg.precision):
+                rewards = forward(*inputs, **known).float()  # (2b,): chosen then rejected
             chosen, rejected = rewards[:len(mb)], rewards[len(mb):]
-            per_pair = bt_loss_per_pair(chosen, rejected, margin[mb].to(device), cfg.center_rewards_coef)
+            per_pair = bt_loss_per_pair(chosen, rejected, to_device(margin[mb], device), cfg.center_rewards_coef)
             (per_pair.sum() * weight).backward()
         if weight:
-            sums += torch.stack([per_pair.detach().sum(), pair_correct(chosen, rejected).sum()]).cpu()
+            sums += torch.stack([per_pair.detach().sum(), pair_correct(chosen, rejected).sum()])
     return sums, tokens
 
 
 def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: TrainConfig, device: torch.device,
                    ranks: Ranks) -> dict:
     """Clip the gradient, stop on a non-finite loss or gradient, take the step. Returns the step's curve values:
-    loss and accuracy over the global batch, and the learning rate it used."""
-    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.max_grad_norm or float("inf"))
-    loss_sum, correct = distributed.all_reduce_sum(sums, ranks).tolist()
-    loss, grad_norm = loss_sum / n_pairs, float(grad_norm)
+    loss and accuracy over the global batch, and the learning rate it used. The step's one read of the device:
+    (loss sum, correct pairs, gradient norm) together, which the divergence check needs before the step."""
+    clip = fsdp.clip_grad_norm if fsdp.is_sharded(state.model) else torch.nn.utils.clip_grad_norm_
+    grad_norm = clip(list(state.model.parameters()), cfg.max_grad_norm or float("inf"))
+    reduced = distributed.all_reduce_sum(sums, ranks)  # on the device: NCCL reduces CUDA tensors in place
+    loss_sum, correct, grad_norm = torch.cat([reduced, grad_norm.detach().double().view(1)]).tolist()
+    loss = loss_sum / n_pairs
     if not (np.isfinite(loss) and np.isfinite(grad_norm)):
         raise diverged(state.step + 1, loss, grad_norm, cfg, device)
     lr = state.scheduler.get_last_lr()[0]
@@ -190,7 +211,7 @@ def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: Tra
 
 
 def diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig, device: torch.device) -> UserError:
-    precision = "bf16 autocast on CUDA" if device.type == "cuda" else "fp32"
+    precision = {"bf16": f"bf16 autocast on {device.type}", "fp32": "fp32"}[resolve_precision(cfg.precision, device)]
     return UserError(f"training diverged at step {step}: loss={loss}, grad norm={grad_norm} ({precision}). Likely "
                      f"causes: learning rate too high (train.lr={cfg.lr}), too short a warm-up "
                      f"(train.warmup_ratio={cfg.warmup_ratio}), or bad margins in the data. No model was written.")
@@ -213,7 +234,10 @@ def checkpoint_or_stop(state: TrainState, stop: preemption.StopOnSignal, bar: tq
     if stop_signal:
         bar.close()  # before the barrier below: the bar's last state comes before any rank's message
     if stop_signal or cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < total:
-        if ranks.is_main:
+        if fsdp.is_sharded(state.model):  # every rank writes its shards
+            sharded_checkpoint.save(ckpt_dir, ranks, step=state.step, model=state.model, optimizer=state.optimizer,
+                                    scheduler=state.scheduler, curve=state.curve)
+        elif ranks.is_main:
             checkpoint.save(ckpt_dir, step=state.step, model=state.model, optimizer=state.optimizer,
                             scheduler=state.scheduler, curve=state.curve)
         distributed.barrier(ranks)

@@ -1,7 +1,10 @@
 """The key of a training run: what computes its result, so a checkpoint is resumed only by the same computation.
 
 It hashes the training data, the `model` and `train` params that change the result, the source of the rewardkit
-modules the train stage runs and the versions of the packages that change its numerics.
+modules the train stage runs and the versions of the packages that change its numerics. Params that only change
+what is measured or saved are left out: train.checkpoint_every, train.stats_pairs (the pass after training) and
+train.eval_every beyond on/off (validation scores in eval mode and draws no random numbers; with it on, the pairs
+carved out by train.validation_fraction are not trained on, so that fraction counts then, and only then).
 """
 from __future__ import annotations
 
@@ -13,18 +16,27 @@ import json
 import sys
 from pathlib import Path
 
-NOT_IN_KEY = {"checkpoint_every"}  # params that do not change what is computed
+NOT_IN_KEY = {"checkpoint_every", "stats_pairs", "eval_every", "validation_fraction"}  # see numeric_params
 CODE_ROOT = "rewardkit.training.job"  # the train stage's library code: it and every rewardkit module it imports
 NUMERIC_PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "numpy")
 
 
 def run_key(data_sha256: str, *configs) -> str:
-    fields = {}
-    for cfg in configs:
-        fields[cfg.section] = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
+    fields = {cfg.section: numeric_params(cfg) for cfg in configs}
     blob = json.dumps({"data": data_sha256, "code": code_fingerprint(), "packages": package_versions(), **fields},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def numeric_params(cfg) -> dict:
+    """The fields of a params section that change the trained weights: all but NOT_IN_KEY, plus, for `train`, the
+    training pairs the validation slice takes away (None when train.eval_every is off)."""
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
+    if cfg.section == "train":
+        fields["validation_slice"] = cfg.validation_fraction if cfg.eval_every else None
+        if cfg.strategy == "fsdp":  # its sharded checkpoints reshard: resumable with another process count
+            fields.pop("nproc_per_node")
+    return fields
 
 
 def code_files(root: str = CODE_ROOT, package_dir: Path | None = None) -> list[Path]:

@@ -42,3 +42,14 @@ def test_timed_tokens_are_the_tokens_of_the_timed_forwards(tmp_path, monkeypatch
     assert len(seen) == 3  # one forward per step over chosen + rejected
     assert result["tokens"] == sum(seen[1:])  # the warm-up step is not timed
     assert result["kept_pairs"] == 30 and result["pairs_per_s"] > 0
+
+
+def test_the_planning_table_in_the_docs_is_what_bench_memory_plan_computes():
+    from bench.memory_plan import DOC, END, START
+
+    result = subprocess.run([sys.executable, "-m", "bench.memory_plan"], cwd=ROOT, capture_output=True, text=True,
+                            env=subprocess_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    text = DOC.read_text(encoding="utf-8")
+    assert text[text.index(START) + len(START):text.index(END)].strip() == result.stdout.strip(), \
+        "docs/scaling.md is stale: run python -m bench.memory_plan --write"

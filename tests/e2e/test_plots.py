@@ -38,6 +38,10 @@ CUSTOM = {
         {"group": "eval: source=forum", "accuracy": 0.91, "pairs": 120},
         {"group": "eval: source=docs", "accuracy": 0.78, "pairs": 80},
         {"group": "rb: subset=mt-bench-hard", "accuracy": 0.55, "pairs": 37}],
+    "metrics/eval/plots/custom/accuracy_by_length_diff.json": [
+        {"length_diff": "-30..-1", "order": 4, "pairs": 50, "accuracy": 0.62, "baseline_longer_wins_accuracy": 0.0},
+        {"length_diff": "0", "order": 5, "pairs": 10, "accuracy": 0.7, "baseline_longer_wins_accuracy": 0.5},
+        {"length_diff": "+1..30", "order": 6, "pairs": 60, "accuracy": 0.81, "baseline_longer_wins_accuracy": 1.0}],
 }
 FILES = {**{f"metrics/train/plots/metrics/{name}.tsv": "\n".join(lines) + "\n" for name, lines in TSV.items()},
          **{name: json.dumps(rows, indent=4) + "\n" for name, rows in CUSTOM.items()}}

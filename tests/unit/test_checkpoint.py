@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import shutil
 import signal
 from pathlib import Path
@@ -16,7 +17,7 @@ from rewardkit.config import ModelConfig, TrainConfig
 from rewardkit.errors import UserError, file_system_error, run_main
 from rewardkit.io import atomic_path, native_os_errors
 from rewardkit.modeling.artifact import check_model_dir, safetensors_problem
-from rewardkit.training import checkpoint, preemption, run_key
+from rewardkit.training import checkpoint, loop, preemption, run_key
 from rewardkit.training.distributed import Ranks
 
 CPU = torch.device("cpu")
@@ -50,7 +51,7 @@ def test_each_checkpoint_has_a_manifest_and_the_last_two_are_kept(tmp_path):
     manifest = json.loads((tmp_path / "step-00000015.json").read_text())
     pt = tmp_path / "step-00000015.pt"
     assert manifest["size"] == pt.stat().st_size and manifest["file"] == pt.name and manifest["step"] == 15
-    state = checkpoint.load_latest(tmp_path, CPU)
+    state = checkpoint.load_latest(tmp_path)
     assert state["step"] == 15 and len(state["curve"]) == 15
     assert torch.equal(state["model"]["weight"], toy_state(15)[0].state_dict()["weight"])
 
@@ -67,7 +68,7 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_one_used(tmp_
     save(tmp_path, 10)
     damage(tmp_path / "step-00000010.pt")
     left = [n for n in names(tmp_path) if n.startswith("step-00000010")]
-    state = checkpoint.load_latest(tmp_path, CPU)
+    state = checkpoint.load_latest(tmp_path)
     assert state["step"] == 5
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"warning: checkpoint {tmp_path}/step-00000010.pt is damaged (")
@@ -88,7 +89,7 @@ def test_an_unloadable_checkpoint_that_matches_its_manifest_is_set_aside_too(tmp
     from rewardkit.io import file_sha256, write_json
     write_json(pt.with_suffix(".json"), {"file": pt.name, "step": 5, "size": pt.stat().st_size,
                                          "sha256": file_sha256(pt)})
-    assert checkpoint.load_latest(tmp_path, CPU) is None
+    assert checkpoint.load_latest(tmp_path) is None
     line, = capsys.readouterr().err.splitlines()
     assert "torch.load failed" in line and line.endswith("training from scratch")
 
@@ -98,7 +99,7 @@ def test_both_damaged_means_from_scratch_and_a_finished_run_keeps_only_the_damag
     save(tmp_path, 10)
     for pt in tmp_path.glob("*.pt"):
         pt.write_bytes(flip(pt.read_bytes(), 100))
-    assert checkpoint.load_latest(tmp_path, CPU) is None
+    assert checkpoint.load_latest(tmp_path) is None
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and all(line.endswith("training from scratch") for line in lines)
     save(tmp_path, 15)
@@ -112,9 +113,68 @@ def test_both_damaged_means_from_scratch_and_a_finished_run_keeps_only_the_damag
 
 
 def test_resume_on_one_process_is_load_latest(tmp_path):
-    assert checkpoint.resume(tmp_path / "none", CPU, Ranks()) is None
+    assert checkpoint.resume(tmp_path / "none", Ranks()) is None
     save(tmp_path, 5)
-    assert checkpoint.resume(tmp_path, CPU, Ranks())["step"] == 5
+    assert checkpoint.resume(tmp_path, Ranks())["step"] == 5
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")  # meta copies are no-ops
+def test_a_checkpoint_resumes_onto_a_model_on_another_device_with_its_rng_state(tmp_path):
+    """#23: the meta device stands in for a GPU. A checkpoint saved on the CPU is read to the CPU (the RNG states
+    must be CPU byte tensors; main read it to the training device: set_rng_state's TypeError on CUDA) and
+    load_state_dict moves weights and optimizer state to where the parameters are."""
+    save(tmp_path, 5)
+    saved_torch, saved_python = torch.get_rng_state(), random.getstate()  # what the checkpoint holds
+    torch.manual_seed(99)
+    random.seed(99)
+    with torch.device("meta"):
+        model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    state = loop.TrainState(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0))
+    loop.resume(state, tmp_path, Ranks(), total=10)
+    assert state.step == 5 and len(state.curve) == 5
+    assert torch.equal(torch.get_rng_state(), saved_torch) and random.getstate() == saved_python
+    assert model.weight.device.type == "meta"
+    assert {t.device.type for t in optimizer.state[model.weight].values() if t.ndim} == {"meta"}
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("CUDA error: out of memory"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 4294967296 bytes"),
+    MemoryError(),
+], ids=["cuda-oom", "cuda-error", "cpu-allocator", "memory-error"])
+def test_out_of_memory_while_loading_leaves_the_checkpoint_and_stops_with_one_line(tmp_path, capsys, monkeypatch,
+                                                                                     error):
+    """#23: only a damaged file may be set aside; running out of memory says nothing about the file."""
+    save(tmp_path, 5)
+    save(tmp_path, 10)
+    on_disk = names(tmp_path)
+
+    def load(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "load", load)
+    with pytest.raises(SystemExit) as stopped:
+        run_main(lambda: checkpoint.load_latest(tmp_path))
+    assert stopped.value.code == 2
+    line, = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: out of memory loading checkpoint {tmp_path}/step-00000010.pt (")
+    assert "left in place" in line
+    assert names(tmp_path) == on_disk  # nothing renamed to *.damaged, nothing deleted
+
+
+def test_an_os_error_while_loading_is_not_damage(tmp_path, monkeypatch):
+    save(tmp_path, 5)
+
+    def load(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(torch, "load", load)
+    with pytest.raises(OSError):
+        checkpoint.load_latest(tmp_path)
+    assert checkpoint.steps_on_disk(tmp_path) == [5]
 
 
 # ------------------------------------------------------------------------------------------------ run key
@@ -141,12 +201,18 @@ def test_the_fingerprint_covers_the_training_code_and_only_it(tmp_path):
     assert run_key.code_fingerprint(package_dir=package) != same
 
 
-def test_the_run_key_changes_with_code_packages_data_and_params_not_checkpoint_every(monkeypatch):
+def test_the_run_key_changes_with_code_packages_data_and_numeric_params_only(monkeypatch):
     model_cfg, cfg = ModelConfig(name="scratch-tiny"), TrainConfig()
     key = run_key.run_key("abc", model_cfg, cfg)
     assert run_key.run_key("abc", model_cfg, TrainConfig(checkpoint_every=7)) == key
+    assert run_key.run_key("abc", model_cfg, TrainConfig(stats_pairs=5)) == key  # measured after training
+    assert run_key.run_key("abc", model_cfg, TrainConfig(validation_fraction=0.3)) == key  # no slice: unused
     assert run_key.run_key("abd", model_cfg, cfg) != key
     assert run_key.run_key("abc", model_cfg, TrainConfig(lr=1e-3)) != key
+    every_10 = run_key.run_key("abc", model_cfg, TrainConfig(eval_every=10))
+    assert every_10 != key  # a validation slice is carved out of the training pairs
+    assert run_key.run_key("abc", model_cfg, TrainConfig(eval_every=3)) == every_10  # scored more often: same run
+    assert run_key.run_key("abc", model_cfg, TrainConfig(eval_every=10, validation_fraction=0.2)) != every_10
     monkeypatch.setattr(run_key, "code_fingerprint", lambda: "edited")
     assert run_key.run_key("abc", model_cfg, cfg) != key
     monkeypatch.undo()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from rewardkit.errors import UserError
 from rewardkit.evaluation.breakdowns import RB_EXAMPLE_COUNTS, by_group, pair_frame, rewardbench_sections
 from rewardkit.evaluation.job import evaluate_model
 from rewardkit.evaluation.summary import WIDTH, summary_lines
+from rewardkit.modeling.devices import resolve_precision
 from tests.conftest import easy_rows, evaluate_paths, live_plot, read_jsonl, train_in_process, write_jsonl
 
 TRAIN = {"max_length": 64, "batch_size": 8, "epochs": 1, "lr": 1e-2, "warmup_ratio": 0.0, "checkpoint_every": 0}
@@ -140,3 +142,18 @@ def test_the_summary_fits_a_terminal(work):
     text = "\n".join(lines)
     assert "accuracy" in text and "longer-wins baseline" in text and "ECE" in text and "lowest sources" in text
     assert "dvc plots show" in text and "truncated" in text
+
+
+def test_evaluate_precision_is_honoured_and_recorded(work, tmp_path):
+    """#24: evaluate.precision sets the model body's precision; the resolved value is in metrics/eval.json."""
+    scores = {}
+    for precision in ("fp32", "bf16", "auto"):
+        copy = shutil.copytree(work, tmp_path / precision)
+        params = {"evaluate": {"batch_size": 16, "precision": precision}}
+        metrics = evaluate_model(evaluate_paths(copy), build(EvaluateConfig, params), device="cpu")
+        expected = resolve_precision(precision, torch.device("cpu"))
+        assert metrics["precision"] == json.loads((copy / "metrics/eval.json").read_text())["precision"] == expected
+        scores[precision] = [r["reward_chosen"] for r in read_jsonl(copy / "data/eval_scores.jsonl")]
+    assert scores["fp32"] != scores["bf16"]
+    assert scores["auto"] == scores[resolve_precision("auto", torch.device("cpu"))]
+    assert scores["bf16"] == pytest.approx(scores["fp32"], abs=0.05 * max(map(abs, scores["fp32"])))

@@ -115,7 +115,7 @@ def trained(request, tmp_path_factory):
                             train={"max_length": 64, "batch_size": 8, "epochs": 1, "lr": 1e-2,
                                    "warmup_ratio": 0.0, "checkpoint_every": 0})
     model_dir = work / "models" / "reward_model"
-    return family, model_dir, RewardScorer.from_pretrained(model_dir, device="cpu")
+    return family, model_dir, RewardScorer.from_pretrained(model_dir, device="cpu", precision="fp32")
 
 
 def hf_inputs(family: str, tokenizer, prompt: str, response: str) -> dict:

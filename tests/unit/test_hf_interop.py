@@ -22,7 +22,7 @@ def model_dir(trained_model):
 
 @pytest.fixture(scope="module")
 def ours(model_dir):
-    return RewardScorer.from_pretrained(model_dir, device="cpu")
+    return RewardScorer.from_pretrained(model_dir, device="cpu", precision="fp32")
 
 
 def hf_rewards(model, tokenizer, prompts, responses) -> list[float]:
@@ -67,9 +67,10 @@ def test_text_classification_pipeline_takes_pairs_as_text_and_text_pair(model_di
 def test_pooling_mean_loads_anywhere_but_only_our_loader_applies_it(ours, tmp_path):
     mean_model = RewardModel(ours.model.hf, "mean").eval()  # the same weights read through masked-mean pooling
     save_artifact(mean_model, ours.tokenizer, tmp_path / "mean", {**ours.meta, "pooling": "mean"})
-    mean_rewards = RewardScorer(mean_model, ours.tokenizer, ours.meta, torch.device("cpu")).score(PROMPTS, RESPONSES)
+    mean_scorer = RewardScorer(mean_model, ours.tokenizer, ours.meta, torch.device("cpu"), "fp32")
+    mean_rewards = mean_scorer.score(PROMPTS, RESPONSES)
 
-    loaded = RewardScorer.from_pretrained(tmp_path / "mean", device="cpu")
+    loaded = RewardScorer.from_pretrained(tmp_path / "mean", device="cpu", precision="fp32")
     assert loaded.model.pooling == "mean"
     assert loaded.score(PROMPTS, RESPONSES) == pytest.approx(mean_rewards, abs=1e-5)
     # AutoModelForSequenceClassification loads the same directory without complaint, but runs the standard

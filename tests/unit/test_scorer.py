@@ -185,3 +185,55 @@ def test_a_scoring_error_stops_the_workers():
     finally:
         torch.set_num_threads(threads)
     assert len(calls) < 20  # the queued batches (200) were dropped, not run
+
+
+def test_score_precision_flag_is_honoured(work, tmp_path):
+    """#24: --precision (and RewardScorer's precision) sets the body's precision; rewards are fp32 either way."""
+    rows = [{"prompt": r["prompt"], "response": r["chosen"]} for r in easy_rows(12, seed=3)]
+    scored = {p: [r["reward"] for r in score_cli(work, tmp_path, rows, "--precision", p, name=f"{p}.jsonl")]
+              for p in ("fp32", "bf16")}
+    assert scored["fp32"] != scored["bf16"]
+    assert scored["bf16"] == pytest.approx(scored["fp32"], abs=0.05 * max(map(abs, scored["fp32"])))
+    scorer = RewardScorer.from_pretrained(work / "models/reward_model", device="cpu", precision="fp32")
+    assert scorer.precision == "fp32" and scorer.score([r["prompt"] for r in rows],
+                                                       [r["response"] for r in rows]) == scored["fp32"]
+    with pytest.raises(SystemExit) as stopped:
+        score.parser().parse_args(["--input", "x", "--output", "y", "--precision", "fp16"])
+    assert stopped.value.code == 2
+
+
+def test_serve_precision_reaches_the_scoring_path(work, monkeypatch):
+    """#24: serve's --precision goes into ServeConfig, the runner loads the scorer with it, and the service's
+    batches score at the scorer's precision."""
+    from rewardkit.serving import runner
+    from rewardkit.serving.config import ServeConfig
+    from rewardkit.serving.service import ScoringService
+    from stages import serve
+
+    seen = {}
+    monkeypatch.setattr(serve, "serve", lambda cfg: seen.setdefault("cfg", cfg))
+    serve.main(["--model", str(work / "models/reward_model"), "--precision", "bf16"])
+    assert seen["cfg"].precision == "bf16"
+
+    class Loaded(Exception):
+        pass
+
+    def from_pretrained(model_dir, device, precision):
+        seen["loaded"] = precision
+        raise Loaded
+
+    monkeypatch.setattr(runner.RewardScorer, "from_pretrained", from_pretrained)
+    with pytest.raises(Loaded):
+        runner.serve(seen["cfg"])
+    assert seen["loaded"] == "bf16"
+    monkeypatch.undo()
+
+    items = [(ids, None) for ids in RewardScorer.from_pretrained(work / "models/reward_model", device="cpu").encode(
+        [r["prompt"] for r in easy_rows(6, seed=4)], [r["chosen"] for r in easy_rows(6, seed=4)])]
+    rewards = {}
+    for precision in ("fp32", "bf16"):
+        scorer = RewardScorer.from_pretrained(work / "models/reward_model", device="cpu", precision=precision)
+        rewards[precision] = ScoringService(scorer, ServeConfig(model=work / "models/reward_model"))._forward(items)
+        assert rewards[precision] == scorer.score([r["prompt"] for r in easy_rows(6, seed=4)],
+                                                  [r["chosen"] for r in easy_rows(6, seed=4)])
+    assert rewards["fp32"] != rewards["bf16"]

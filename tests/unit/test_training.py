@@ -1,13 +1,16 @@
 """The train and evaluate stages' library code on a tiny model: learning, artifacts, metrics, resume, divergence."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rewardkit.errors import UserError
+from rewardkit.modeling.devices import resolve_precision
 from rewardkit.training import checkpoint
 from rewardkit.training import loop as optimization
-from tests.conftest import easy_rows, live_series, read_jsonl, train_in_process, train_summary
+from tests.conftest import easy_rows, live_plot, live_series, read_jsonl, train_in_process, train_summary
 
 FAST = {"max_length": 96, "batch_size": 8, "epochs": 2, "lr": 3e-3, "warmup_ratio": 0.05, "checkpoint_every": 0}
 OUTPUTS = ("models/trained/model.safetensors", "models/trained/reward_model.json", "metrics/train/metrics.json",
@@ -56,8 +59,9 @@ def test_eval_scores_are_written_per_pair(trained):
     assert np.mean([r["correct"] for r in rows]) == pytest.approx(accuracy, abs=1e-6)
 
 
-def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, tiny_base, monkeypatch):
-    params = {"train": dict(FAST, epochs=3, checkpoint_every=5)}
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, tiny_base, monkeypatch, precision):
+    params = {"train": dict(FAST, epochs=3, checkpoint_every=5, precision=precision)}
     reference = train_in_process(tmp_path / "ref", tiny_base, easy_rows(160), **params)
 
     real_save, saves = checkpoint.save, []
@@ -81,12 +85,68 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, tiny_base, monke
     assert not list((tmp_path / "resumed").glob(".scratch/train/*/step-*"))  # cleaned up after success
 
 
-def test_a_checkpoint_from_other_inputs_is_never_used(tmp_path, tiny_base, capsys):
-    stale = tmp_path / ".scratch" / "train" / "0123456789abcdef"
-    stale.mkdir(parents=True)
-    (stale / "checkpoint.pt").write_bytes(b"not a checkpoint of this run")
-    train_in_process(tmp_path, tiny_base, easy_rows(80), train=dict(FAST, epochs=1, checkpoint_every=5))
-    assert "resuming" not in capsys.readouterr().err
+def test_train_precision_is_honoured_and_recorded_resolved(tmp_path, tiny_base):
+    """#24: fp32 and bf16 train different weights, each twice to the same bytes; auto is recorded as what it
+    resolved to on this machine, in the artifact's metadata and in the training metrics."""
+    weights = {}
+    for precision, run in (("fp32", "a"), ("bf16", "a"), ("bf16", "b"), ("auto", "a")):
+        work = train_in_process(tmp_path / f"{precision}-{run}", tiny_base, easy_rows(48),
+                                train=dict(FAST, epochs=1, precision=precision))
+        meta = json.loads((work / "models/trained/reward_model.json").read_text())
+        metrics = train_summary(work)
+        expected = resolve_precision(precision, torch.device("cpu"))
+        assert meta["precision"] == metrics["precision"] == expected
+        weights[precision, run] = (work / "models/trained/model.safetensors").read_bytes()
+    assert weights["fp32", "a"] != weights["bf16", "a"] == weights["bf16", "b"]
+    assert weights["auto", "a"] == weights[resolve_precision("auto", torch.device("cpu")), "a"]
+
+
+def checkpoint_then_crash(work, tiny_base, rows, monkeypatch, **train) -> Path:
+    """Train until the first checkpoint (step 5) is written, then die: returns that checkpoint, under the name and
+    key the resume code looks for."""
+    real_save = checkpoint.save
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optimization.checkpoint, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_in_process(work, tiny_base, rows, train=dict(FAST, checkpoint_every=5, **train))
+    monkeypatch.setattr(optimization.checkpoint, "save", real_save)
+    [saved] = work.glob(".scratch/train/*/step-00000005.pt")
+    return saved
+
+
+def test_a_checkpoint_from_other_inputs_is_never_used(tmp_path, tiny_base, monkeypatch, capsys):
+    stale = checkpoint_then_crash(tmp_path / "run", tiny_base, easy_rows(80), monkeypatch)
+    capsys.readouterr()
+    other = {"train": dict(FAST, checkpoint_every=5)}
+    for rows, train in ((easy_rows(80, seed=3), {}), (easy_rows(80), {"lr": 1e-3})):  # other data, other lr
+        train_in_process(tmp_path / "run", tiny_base, rows, train={**other["train"], **train})
+        assert "resuming" not in capsys.readouterr().err
+        reference = train_in_process(tmp_path / f"fresh-{len(train)}", tiny_base, rows,
+                                     train={**other["train"], **train})
+        for name in OUTPUTS:
+            assert (tmp_path / "run" / name).read_bytes() == (reference / name).read_bytes(), name
+    assert stale.is_file()  # another run's checkpoint is left alone
+
+
+def test_a_checkpoint_survives_changes_that_only_change_what_is_measured(tmp_path, tiny_base, monkeypatch, capsys):
+    rows = [dict(r, prompt=r["prompt"].replace("(case", f"(group {i % 20}) (case")) for i, r in
+            enumerate(easy_rows(80))]
+    checkpoint_then_crash(tmp_path / "run", tiny_base, rows, monkeypatch, eval_every=2)
+    capsys.readouterr()
+    changed = dict(FAST, checkpoint_every=5, eval_every=3, stats_pairs=7)
+    train_in_process(tmp_path / "run", tiny_base, rows, train=changed)
+    assert "resuming from the checkpoint at step 5/" in capsys.readouterr().err
+    reference = train_in_process(tmp_path / "fresh", tiny_base, rows, train=changed)
+    for name in OUTPUTS:
+        assert (tmp_path / "run" / name).read_bytes() == (reference / name).read_bytes(), name
+    assert train_summary(reference)["stats_pairs"] == 7
+    # the validation points scored before the stop keep the schedule they were scored on (every 2 steps)
+    steps = [row["step"] for row in live_plot(tmp_path / "run", "train", "validation")]
+    assert steps[:2] == [2, 4] and 6 in steps and 8 not in steps
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_no_model(tmp_path, tiny_base):

@@ -45,7 +45,7 @@ CASES = [
     ("not_object-string", '"a string"', "not_object", ["string"]),
     ("missing_field", json.dumps({"prompt": "p", "id": 3}), "missing_field", ["chosen", "rejected"]),
     ("not_a_string-number", json.dumps(row(chosen=5)), "not_a_string", ["'chosen'", "number"]),
-    ("not_a_string-list", json.dumps(row(rejected=["a"])), "not_a_string", ["'rejected'", "list"]),
+    ("not_a_string-list", json.dumps(row(rejected=[1, 2])), "not_a_string", ["'rejected'", "list"]),
     ("not_a_string-object", json.dumps(row(prompt={"a": 1})), "not_a_string", ["'prompt'", "object"]),
     ("not_a_string-null", json.dumps(row(chosen=None)), "not_a_string", ["'chosen'", "null"]),
     ("not_a_string-bool", json.dumps(row(rejected=True)), "not_a_string", ["'rejected'", "bool"]),

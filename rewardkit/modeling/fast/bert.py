@@ -16,7 +16,8 @@ the longest. Here, as in `rewardkit.modeling.fast.deberta`:
 The embeddings (word + token type + absolute position, RoBERTa's positions from padding_idx + 1, ELECTRA's
 projection) are the model's own modules, run on the padded batch before packing: that costs little and keeps
 them exactly as transformers computes them. tests/unit/test_fast_bert.py checks rewards and gradients against
-transformers' forward. Inputs must be right-padded (`pad()` is). Measured speed: bench/RESULTS.md.
+transformers' forward. Inputs must be right-padded (`pad()` is). Measured speed: bench/RESULTS.md. Each layer runs
+through `ops.layer_step` (FSDP2, activation checkpointing); projections wrapped by LoRA are called as modules.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rewardkit.modeling.fast.ops import Chunk, feed_forward, plan
+from rewardkit.modeling.devices import to_device
+from rewardkit.modeling.fast.ops import Chunk, feed_forward, layer_step, plain_linear, plan
 
 
 def _classes() -> dict[type, str]:
@@ -59,14 +61,15 @@ def attention(att, x: torch.Tensor, chunks: list[Chunk], first_only: bool) -> to
     hidden = heads * dim
     scale = getattr(att, "scaling", dim ** -0.5)
     dropout = att.dropout.p if att.training else 0.0
-    weights, biases = (att.key.weight, att.value.weight), (att.key.bias, att.value.bias)
-    if not first_only:
-        weights, biases = (att.query.weight, *weights), (att.query.bias, *biases)
-    projected = F.linear(x, torch.cat(weights), torch.cat(biases))  # (N, 3H), or (N, 2H) keys and values only
+    linears = (att.key, att.value) if first_only else (att.query, att.key, att.value)
+    if plain_linear(*linears):  # (N, 3H), or (N, 2H) keys and values only, in one matmul
+        projected = F.linear(x, torch.cat([m.weight for m in linears]), torch.cat([m.bias for m in linears]))
+    else:  # LoRA-wrapped projections: each module's own forward
+        projected = torch.cat([m(x) for m in linears], dim=-1)
     if first_only:
         firsts = torch.cat([chunk.start + chunk.firsts for chunk in chunks])
-        queries = F.linear(x[firsts], att.query.weight, att.query.bias).split([c.count for c in chunks])
-    parts = len(weights)
+        queries = att.query(x[firsts]).split([c.count for c in chunks])
+    parts = len(linears)
     contexts = []
     # split, not slices: the backward of a split is one concatenation, not a full-size zero tensor per slice
     for i, (chunk, part) in enumerate(zip(chunks, projected.split([c.end - c.start for c in chunks]))):
@@ -88,25 +91,30 @@ def attention(att, x: torch.Tensor, chunks: list[Chunk], first_only: bool) -> to
     return contexts[0] if len(contexts) == 1 else torch.cat(contexts)
 
 
-def encode_first_tokens(base: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+def encode_first_tokens(base: nn.Module, input_ids: torch.Tensor, lengths: list[int],
                         token_type_ids: torch.Tensor | None, max_scores: int | None) -> tuple[torch.Tensor, list[int]]:
-    """Last hidden state of each sequence's first token of right-padded rows, (sequences, H), longest sequence
-    first, with that sequence order."""
-    lengths = attention_mask.sum(1).tolist()
+    """Last hidden state of each sequence's first token of right-padded rows (`lengths` real tokens each),
+    (sequences, H), longest sequence first, with that sequence order."""
     order, chunks = plan(lengths, 1, max_scores, input_ids.device)
     total = input_ids.shape[1]
-    tokens = torch.cat([torch.arange(lengths[s]) + s * total for s in order]).to(input_ids.device)
+    tokens = to_device(torch.cat([torch.arange(lengths[s]) + s * total for s in order]), input_ids.device)
     x = base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # (B, T, E): transformers' own
     x = x.flatten(0, 1)[tokens]
     if hasattr(base, "embeddings_project"):  # ELECTRA with embedding_size != hidden_size
         x = base.embeddings_project(x)
     last = len(base.encoder.layer) - 1
     for i, layer in enumerate(base.encoder.layer):
-        context = attention(layer.attention.self, x, chunks, first_only=i == last)
-        if i == last:
-            x = x[torch.cat([chunk.start + chunk.firsts for chunk in chunks])]  # the first tokens' residual stream
-        x = feed_forward(layer, layer.attention.output(context, x))
+        x = layer_step(layer, encoder_layer, x, chunks, i == last)
     return x, order
+
+
+def encoder_layer(layer: nn.Module, x: torch.Tensor, chunks: list[Chunk], first_only: bool) -> torch.Tensor:
+    """One BERT-family layer on packed tokens (N, H) -> (N, H); first_only: for each sequence's first token only,
+    (sequences, H)."""
+    context = attention(layer.attention.self, x, chunks, first_only)
+    if first_only:
+        x = x[torch.cat([chunk.start + chunk.firsts for chunk in chunks])]  # the first tokens' residual stream
+    return feed_forward(layer, layer.attention.output(context, x))
 
 
 # score elements (sequences x width^2, per head) per attention chunk on CPU; scaled_dot_product_attention tiles
@@ -115,14 +123,15 @@ CPU_MAX_SCORES = 1 << 18
 
 
 def rewards(hf_model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-            token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+            token_type_ids: torch.Tensor | None = None, lengths: list[int] | None = None) -> torch.Tensor:
     """(B,) rewards: the model's sequence-classification head on each first token, as transformers computes it
     (BERT: pooler, dropout, classifier; RoBERTa and ELECTRA: their classification heads). Rows must be
-    right-padded."""
+    right-padded; `lengths`: each row's real tokens, as the host knows them (else read from the mask)."""
     max_scores = CPU_MAX_SCORES if input_ids.device.type == "cpu" else None
-    first, order = encode_first_tokens(hf_model.base_model, input_ids, attention_mask, token_type_ids, max_scores)
+    lengths = attention_mask.sum(1).tolist() if lengths is None else list(lengths)
+    first, order = encode_first_tokens(hf_model.base_model, input_ids, lengths, token_type_ids, max_scores)
     if hf_model.config.model_type == "bert":
         out = hf_model.classifier(hf_model.dropout(hf_model.bert.pooler(first.unsqueeze(1))))[:, 0]
     else:  # RobertaClassificationHead and ElectraClassificationHead read features[:, 0]
         out = hf_model.classifier(first.unsqueeze(1))[:, 0]
-    return out[torch.tensor(order).argsort().to(out.device)]  # back to input order
+    return out[to_device(torch.tensor(order).argsort(), out.device)]  # back to input order

@@ -21,7 +21,8 @@ Measured speed and memory against transformers' forward: bench/RESULTS.md.
 The math is transformers' DebertaV2 forward (tests/unit/test_fast_deberta.py checks rewards and gradients against
 it). Outputs at padding positions are not computed (nothing reads them). Inputs must be right-padded (`pad()` is).
 Configs it does not cover (absolute position input, token types, the conv layer, embedding projection) use
-transformers' forward.
+transformers' forward. Each layer runs through `ops.layer_step` (sharded layers' weights are gathered around it by
+FSDP2; with activation checkpointing it is recomputed in backward); projections wrapped by LoRA are called as modules.
 """
 from __future__ import annotations
 
@@ -31,7 +32,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rewardkit.modeling.fast.ops import Chunk, GatherLast, feed_forward, plan, relative_indices
+from rewardkit.modeling.devices import to_device
+from rewardkit.modeling.fast.ops import (
+    Chunk,
+    GatherLast,
+    feed_forward,
+    layer_step,
+    plain_linear,
+    plan,
+    relative_indices,
+)
 
 
 def supports(hf_model: nn.Module) -> bool:
@@ -47,19 +57,37 @@ def supports(hf_model: nn.Module) -> bool:
 
 
 def right_padded(attention_mask: torch.Tensor) -> bool:
-    """True when every row is ones then zeros, starting with a real token (what `batching.pad` produces)."""
+    """True when every row is ones then zeros, starting with a real token (what `batching.pad` produces). It reads
+    the device: callers that padded the rows themselves pass their lengths instead (`rewards(..., lengths)`)."""
     lengths = attention_mask.sum(1, keepdim=True)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     return bool((lengths > 0).all()) and torch.equal(attention_mask.bool(), positions < lengths)
 
 
-def position_projections(att, rel_embeddings: torch.Tensor, q_weight: torch.Tensor, q_bias: torch.Tensor,
-                         scale: float) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def scaled_query(att, scale: float):
+    """The query projection with the 1/scale of the scores folded in: (query(t) for any t, q weight, q bias), the
+    weight and bias pre-scaled for fusing (None when the projection is not a plain Linear: it is called instead)."""
+    if not plain_linear(att.query_proj, att.key_proj, att.value_proj):
+        return (lambda t: att.query_proj(t) / scale), None, None
+    q_weight, q_bias = att.query_proj.weight / scale, att.query_proj.bias / scale
+    return (lambda t: F.linear(t, q_weight, q_bias)), q_weight, q_bias
+
+
+def projected(x: torch.Tensor, linears: list[nn.Module], fused: tuple | None) -> torch.Tensor:
+    """x through `linears` side by side: one matmul over their concatenated weights, `fused` = (weights, biases)
+    when they are plain Linear layers (the query's pre-scaled), else each module's own forward (LoRA)."""
+    if fused is not None:
+        return F.linear(x, torch.cat(fused[0]), torch.cat(fused[1]))
+    return torch.cat([linear(x) for linear in linears], dim=-1)
+
+
+def position_projections(att, rel_embeddings: torch.Tensor, query, scale: float
+                         ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(pos_q, pos_k): the relative-position embeddings through the (pre-scaled) query and the key projections,
     the content ones when keys are shared (v3) or the model's own position projections; None where unused."""
     rel_embeddings = att.pos_dropout(rel_embeddings)
     if att.share_att_key:
-        return F.linear(rel_embeddings, q_weight, q_bias), att.key_proj(rel_embeddings)
+        return query(rel_embeddings), att.key_proj(rel_embeddings)
     return (att.pos_query_proj(rel_embeddings) / scale if "p2c" in att.pos_att_type else None,
             att.pos_key_proj(rel_embeddings) if "c2p" in att.pos_att_type else None)
 
@@ -69,10 +97,11 @@ def attention(att, x: torch.Tensor, chunks: list[Chunk], rel_embeddings: torch.T
     heads, dim = att.num_attention_heads, att.attention_head_size
     scale = math.sqrt(dim * (1 + len(att.pos_att_type)))
     hidden = heads * dim
-    q_weight, q_bias = att.query_proj.weight / scale, att.query_proj.bias / scale
-    qkv = F.linear(x, torch.cat([q_weight, att.key_proj.weight, att.value_proj.weight]),
-                   torch.cat([q_bias, att.key_proj.bias, att.value_proj.bias]))  # (N, 3H), q already scaled
-    pos_q_all, pos_k_all = position_projections(att, rel_embeddings, q_weight, q_bias, scale)
+    query, q_weight, q_bias = scaled_query(att, scale)
+    fused = None if q_weight is None else ([q_weight, att.key_proj.weight, att.value_proj.weight],
+                                           [q_bias, att.key_proj.bias, att.value_proj.bias])
+    qkv = projected(x, [query, att.key_proj, att.value_proj], fused)  # (N, 3H), q already scaled
+    pos_q_all, pos_k_all = position_projections(att, rel_embeddings, query, scale)
     contexts = []
     # split, not slices: the backward of a split is one concatenation, not a full-size zero tensor per slice
     for chunk, chunk_qkv in zip(chunks, qkv.split([c.end - c.start for c in chunks])):
@@ -115,14 +144,15 @@ def first_token_attention(att, x: torch.Tensor, chunks: list[Chunk], rel_embeddi
     heads, dim = att.num_attention_heads, att.attention_head_size
     scale = math.sqrt(dim * (1 + len(att.pos_att_type)))
     hidden = heads * dim
-    q_weight, q_bias = att.query_proj.weight / scale, att.query_proj.bias / scale
-    kv = F.linear(x, torch.cat([att.key_proj.weight, att.value_proj.weight]),
-                  torch.cat([att.key_proj.bias, att.value_proj.bias]))  # (N, 2H)
-    pos_q_all, pos_k_all = position_projections(att, rel_embeddings, q_weight, q_bias, scale)
+    query, q_weight, _ = scaled_query(att, scale)
+    fused = None if q_weight is None else ([att.key_proj.weight, att.value_proj.weight],
+                                           [att.key_proj.bias, att.value_proj.bias])
+    kv = projected(x, [att.key_proj, att.value_proj], fused)  # (N, 2H)
+    pos_q_all, pos_k_all = position_projections(att, rel_embeddings, query, scale)
     contexts = []
     for chunk, chunk_kv in zip(chunks, kv.split([c.end - c.start for c in chunks])):
         n, count, width = chunk.end - chunk.start, chunk.count, chunk.width
-        q = F.linear(x[chunk.start + chunk.firsts], q_weight, q_bias).view(count, heads, dim).transpose(0, 1)
+        q = query(x[chunk.start + chunk.firsts]).view(count, heads, dim).transpose(0, 1)
         heads_first = chunk_kv.view(n, 2, heads, dim).permute(1, 2, 0, 3)  # (2, h, n, d)
         if chunk.rows is not None:
             heads_first = heads_first.new_zeros(2, heads, count * width, dim).index_copy_(2, chunk.rows, heads_first)
@@ -143,31 +173,37 @@ def first_token_attention(att, x: torch.Tensor, chunks: list[Chunk], rel_embeddi
     return contexts[0] if len(contexts) == 1 else torch.cat(contexts)
 
 
-def encode(deberta: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-           max_scores: int | None, first_only: bool = False) -> tuple[torch.Tensor, list[int], list[int]]:
-    """Last hidden states of the real tokens of right-padded rows, packed longest sequence first: (N, H), with
-    the sequence order and each sequence's token count. first_only: the last layer is computed for each
-    sequence's first token only (all a cls head reads) and the result is (sequences, H)."""
-    lengths = attention_mask.sum(1).tolist()
+def encode(deberta: nn.Module, input_ids: torch.Tensor, lengths: list[int], max_scores: int | None,
+           first_only: bool = False) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Last hidden states of the real tokens of right-padded rows (`lengths` real tokens each), packed longest
+    sequence first: (N, H), with the sequence order and each sequence's token count. first_only: the last layer is
+    computed for each sequence's first token only (all a cls head reads) and the result is (sequences, H)."""
     heads = deberta.encoder.layer[0].attention.self.num_attention_heads
     order, chunks = plan(lengths, heads, max_scores, input_ids.device)
     for chunk in chunks:
         chunk.relative = relative_indices(deberta.encoder.layer[0].attention.self, chunk.width, input_ids.device)
     total = input_ids.shape[1]
-    tokens = torch.cat([torch.arange(lengths[s]) + s * total for s in order]).to(input_ids.device)
+    tokens = to_device(torch.cat([torch.arange(lengths[s]) + s * total for s in order]), input_ids.device)
     emb = deberta.embeddings
     x = emb.dropout(emb.LayerNorm(emb.word_embeddings(input_ids.flatten()[tokens])))
     rel_embeddings = deberta.encoder.get_rel_embedding()
     last = len(deberta.encoder.layer) - 1
     for i, layer in enumerate(deberta.encoder.layer):
-        if first_only and i == last:
-            firsts = torch.cat([chunk.start + chunk.firsts for chunk in chunks])
-            context = first_token_attention(layer.attention.self, x, chunks, rel_embeddings)
-            x = x[firsts]  # the residual stream of the first tokens
-        else:
-            context = attention(layer.attention.self, x, chunks, rel_embeddings)
-        x = feed_forward(layer, layer.attention.output(context, x))
+        x = layer_step(layer, encoder_layer, x, chunks, rel_embeddings, first_only and i == last)
     return x, order, [lengths[s] for s in order]
+
+
+def encoder_layer(layer: nn.Module, x: torch.Tensor, chunks: list[Chunk], rel_embeddings: torch.Tensor,
+                  first_only: bool) -> torch.Tensor:
+    """One DebertaV2Layer on packed tokens (N, H) -> (N, H); first_only: for each sequence's first token only,
+    (sequences, H)."""
+    if first_only:
+        firsts = torch.cat([chunk.start + chunk.firsts for chunk in chunks])
+        context = first_token_attention(layer.attention.self, x, chunks, rel_embeddings)
+        x = x[firsts]  # the residual stream of the first tokens
+    else:
+        context = attention(layer.attention.self, x, chunks, rel_embeddings)
+    return feed_forward(layer, layer.attention.output(context, x))
 
 
 # score elements (sequences x heads x width^2) per attention chunk on CPU: 4 MB of fp32, cache-sized (the sweep
@@ -175,16 +211,20 @@ def encode(deberta: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
 CPU_MAX_SCORES = 1 << 20
 
 
-def rewards(hf_model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+def rewards(hf_model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str,
+            lengths: list[int] | None = None) -> torch.Tensor:
     """(B,) rewards: cls = the sequence-classification head on each first token (as transformers computes it);
-    mean = the same head on the masked mean of the last hidden states. Rows must be right-padded."""
+    mean = the same head on the masked mean of the last hidden states. Rows must be right-padded. `lengths`: each
+    row's real tokens, as the host that padded them knows (else read from the mask: a device-to-host sync)."""
     max_scores = CPU_MAX_SCORES if input_ids.device.type == "cpu" else None
-    hidden, order, sizes = encode(hf_model.deberta, input_ids, attention_mask, max_scores, pooling == "cls")
+    lengths = attention_mask.sum(1).tolist() if lengths is None else list(lengths)
+    hidden, order, sizes = encode(hf_model.deberta, input_ids, lengths, max_scores, pooling == "cls")
     if pooling == "cls":
         pooled = hidden  # each sequence's first token, in `order`
     else:
-        sequence = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).to(hidden.device)
+        sequence = to_device(torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes),
+                                                     output_size=sum(sizes)), hidden.device)
         summed = hidden.new_zeros(len(sizes), hidden.shape[1]).index_add_(0, sequence, hidden)
-        pooled = summed / torch.tensor(sizes, dtype=hidden.dtype, device=hidden.device).unsqueeze(1)
+        pooled = summed / to_device(torch.tensor(sizes, dtype=hidden.dtype), hidden.device).unsqueeze(1)
     out = hf_model.classifier(hf_model.dropout(hf_model.pooler(pooled.unsqueeze(1))))[:, 0]
-    return out[torch.tensor(order).argsort().to(out.device)]  # back to input order
+    return out[to_device(torch.tensor(order).argsort(), out.device)]  # back to input order

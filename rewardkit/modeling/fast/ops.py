@@ -1,15 +1,22 @@
 """Building blocks of `rewardkit.modeling.fast.deberta`: relative-position gather indices (cached), the attention chunk
 plan, and two autograd functions that keep less for backward than their plain torch equivalents. The chunk plan
-and the feed-forward also serve `rewardkit.modeling.fast.bert` (BERT-family layers have the same module layout)."""
+and the feed-forward also serve `rewardkit.modeling.fast.bert` (BERT-family layers have the same module layout). Each
+layer of a fast forward runs through `layer_step`, so FSDP2 and activation checkpointing see it as the layer's forward;
+projections replaced by other modules (peft's LoRA layers) are called, not read (`plain_linear`)."""
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-_INDICES: dict[tuple, tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+from rewardkit.modeling.devices import to_device
+
+_INDICES: dict[tuple, tuple[int, tuple[list[int], list[int]], torch.Tensor, torch.Tensor]] = {}
 _INDICES_LOCK = threading.Lock()  # the CPU scoring threads share the cache
 
 
@@ -27,10 +34,12 @@ def relative_indices(att, width: int, device: torch.device) -> tuple[torch.Tenso
             rel = build_relative_position(probe, probe, bucket_size=att.position_buckets,
                                           max_position=att.max_relative_positions)[0]  # (size, size)
             c2p = torch.clamp(rel + span, 0, 2 * span - 1)
-            _INDICES[key] = (size, c2p, c2p.to(device), torch.clamp(-rel + span, 0, 2 * span - 1).to(device))
-        _, cpu_c2p, c2p, p2c = _INDICES[key]
-    # the index depends on i - j only, so a width's index is the top-left block; the extremes are its corners
-    lo, hi = int(cpu_c2p[0, width - 1]), int(cpu_c2p[width - 1, 0]) + 1
+            # the index depends on i - j only, so a width's index is the top-left block and its extremes are its
+            # corners: kept as Python ints (first row, first column), so a forward reads no tensor on the host
+            corners = (c2p[0].tolist(), c2p[:, 0].tolist())
+            _INDICES[key] = (size, corners, c2p.to(device), torch.clamp(-rel + span, 0, 2 * span - 1).to(device))
+        _, (first_row, first_column), c2p, p2c = _INDICES[key]
+    lo, hi = first_row[width - 1], first_column[width - 1] + 1
     return c2p[:width, :width] - lo, p2c[:width, :width] - lo, lo, hi
 
 
@@ -74,10 +83,38 @@ def feed_forward(layer, attended: torch.Tensor) -> torch.Tensor:
 
     inter, out = layer.intermediate, layer.output
     act = inter.intermediate_act_fn
-    if not (isinstance(act, GELUActivation) and act.act is F.gelu):  # another activation: the modules as they are
-        return out(inter(attended), attended)
+    if not (isinstance(act, GELUActivation) and act.act is F.gelu) or not plain_linear(out.dense):
+        return out(inter(attended), attended)  # another activation, or LoRA on dense2: the modules as they are
     hidden = GeluLinear.apply(inter.dense(attended), out.dense.weight, out.dense.bias)
     return out.LayerNorm(out.dropout(hidden) + attended)
+
+
+LAYER_STEP = "rewardkit_layer_step"
+"""The method name under which `rewardkit.training.fsdp` registers `run_step` on each sharded layer."""
+
+
+def layer_step(layer: nn.Module, step, *args):
+    """`step(layer, *args)`, one layer of a fast forward, run as that layer's forward: a layer sharded by FSDP2 has
+    `run_step` registered as a forward method under LAYER_STEP, so its weights are gathered around the step (and its
+    gradients reduced after the step's backward), as they would be around `layer.forward`."""
+    method = layer.__dict__.get(LAYER_STEP)
+    return method(step, *args) if method is not None else run_step(layer, step, *args)
+
+
+def run_step(layer: nn.Module, step, *args):
+    """`step(layer, *args)`, recomputed in backward instead of keeping its activations when the layer checkpoints
+    (transformers' per-layer `gradient_checkpointing` flag and checkpoint function, set by
+    `activation_checkpointing_enable`), in training, as transformers' own layer forward does."""
+    if getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled():
+        checkpointed = getattr(layer, "_gradient_checkpointing_func", None) or partial(checkpoint, use_reentrant=False)
+        return checkpointed(step, layer, *args)
+    return step(layer, *args)
+
+
+def plain_linear(*modules: nn.Module) -> bool:
+    """Whether each module is exactly `nn.Linear`, whose weights a fast forward may read and fuse into one matmul;
+    any other (a peft LoRA layer wrapping it) is called as a module, so what it adds is not skipped."""
+    return all(type(m) is nn.Linear for m in modules)
 
 
 @dataclass
@@ -97,7 +134,8 @@ class Chunk:
 def plan(lengths: list[int], heads: int, max_scores: int | None,
          device: torch.device) -> tuple[list[int], list[Chunk]]:
     """Sequence order (longest first) and chunks: a sequence joins the current chunk when it is at least 7/8 of
-    the chunk's width and the chunk's score tensor stays within `max_scores` elements (None: one chunk)."""
+    the chunk's width and the chunk's score tensor stays within `max_scores` elements (None: one chunk).
+    `lengths` are host ints and the index tensors are built on the host and copied without a stream sync."""
     order = sorted(range(len(lengths)), key=lambda s: -lengths[s])
     groups: list[list[int]] = []
     for s in order:
@@ -112,10 +150,10 @@ def plan(lengths: list[int], heads: int, max_scores: int | None,
         width, sizes = lengths[group[0]], [lengths[s] for s in group]
         rows = key_pad = None
         if any(n != width for n in sizes):
-            rows = torch.cat([torch.arange(n) + i * width for i, n in enumerate(sizes)]).to(device)
+            rows = to_device(torch.cat([torch.arange(n) + i * width for i, n in enumerate(sizes)]), device)
             pad = torch.arange(width) >= torch.tensor(sizes).unsqueeze(1)  # (count, width)
-            key_pad = pad.unsqueeze(0).expand(heads, -1, -1).reshape(heads * len(group), 1, width).to(device)
-        firsts = torch.tensor([0, *sizes[:-1]]).cumsum(0).to(device)
+            key_pad = to_device(pad.unsqueeze(0).expand(heads, -1, -1).reshape(heads * len(group), 1, width), device)
+        firsts = to_device(torch.tensor([0, *sizes[:-1]]).cumsum(0), device)
         chunks.append(Chunk(start, start + sum(sizes), len(group), width, rows, key_pad, firsts))
         start += sum(sizes)
     return order, chunks

@@ -1,0 +1,179 @@
+"""Model-scale benchmark (#25): a decoder at SmolLM2-135M dimensions trained by 2 processes with ddp vs fsdp, with
+and without activation checkpointing, and LoRA r=16: per-rank peak RSS, its model-state part, tokens/s.
+
+    python -m bench.fsdp_scale [--configs ddp fsdp ...] [--steps 2] [--warmup 1] [--batch 4] [--max-length 128]
+        [--no-record]
+
+Model: LlamaForSequenceClassification at SmolLM2-135M's published dims (hidden 576, 30 layers, 9 heads, 3 KV heads,
+intermediate 1536, vocabulary 49152, tied embeddings), random init (seed 0), with a byte-level BPE tokenizer
+trained on the bench conversations (bench/workloads.py; it reaches fewer ids than the embedding holds). Each config
+is its own `torchrun --standalone --nproc-per-node 2` job (gloo on CPU, one intra-op thread a rank), running
+`rewardkit.training.loop.optimize` from a token store as the train stage does, fp32, AdamW, no checkpoints. Per
+rank: RSS before the model is loaded, after the first optimizer step (the model part: weights, gradients and
+AdamW state resident, activations freed) and the process's peak (ru_maxrss); tokens/s over the timed steps (real
+tokens of both ranks). Appends a dated section to bench/RESULTS.md unless --no-record.
+Not measured here: TRL's RewardTrainer on this model, Qwen2-0.5B dims, length 1024 (hours of CPU time).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import system, workloads
+
+CONFIGS = {  # name: train params beyond the common ones
+    "ddp": {"strategy": "ddp"},
+    "fsdp": {"strategy": "fsdp"},
+    "ddp+ckpt": {"strategy": "ddp", "gradient_checkpointing": True},
+    "fsdp+ckpt": {"strategy": "fsdp", "gradient_checkpointing": True},
+    "ddp+lora16": {"strategy": "ddp", "lora": {"r": 16, "alpha": 16}},
+    "fsdp+lora16+ckpt": {"strategy": "fsdp", "lora": {"r": 16, "alpha": 16}, "gradient_checkpointing": True},
+}
+SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                    num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192, rope_theta=100000.0,
+                    tie_word_embeddings=True)
+
+
+def decoder_base(train_data: Path) -> Path:
+    """The SmolLM2-135M-dims classifier and its BPE tokenizer (built once under bench/out/models)."""
+    out = workloads.OUT / "models" / f"smollm2-135m-{train_data.stem}"
+    if (out / "config.json").exists():
+        return out
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+    rows = workloads.read_jsonl(train_data)
+    texts = list(dict.fromkeys(t for r in rows for t in (r["prompt"], r["chosen"], r["rejected"])))
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=8000, special_tokens=["<|endoftext|>", "<|pad|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|pad|>")
+    config = LlamaConfig(**SMOLLM2_135M, num_labels=1, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+    torch.manual_seed(workloads.SEED)
+    LlamaForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2 ** 20
+
+
+def worker(config: str, base: Path, data: Path, out: Path, steps: int, warmup: int, batch: int,
+           max_length: int) -> None:
+    """One rank of one config (under torchrun): train, then write this rank's figures to out/rank-<r>.json."""
+    import torch
+
+    from rewardkit.config import TrainConfig
+    from rewardkit.encoding.tokenization import store_rows
+    from rewardkit.modeling.model import load_base
+    from rewardkit.training import distributed, fsdp, lora, memory
+    from rewardkit.training.loop import optimize
+
+    device = torch.device("cpu")
+    ranks = distributed.setup(device)
+    before = rss_mb()
+    cfg = TrainConfig(max_length=max_length, batch_size=batch, epochs=1, lr=5e-5, scheduler="constant",
+                      warmup_ratio=0.0, checkpoint_every=0, device="cpu", nproc_per_node=ranks.world,
+                      precision="fp32", seed=workloads.SEED, **CONFIGS[config])
+    model, tokenizer = load_base(str(base), "cls", workloads.SEED)
+    if cfg.lora_settings().r:
+        lora.apply_lora(model, cfg.lora_settings())
+    if cfg.gradient_checkpointing:
+        memory.enable_activation_checkpointing(model)
+    if cfg.strategy == "fsdp":
+        fsdp.shard(model, device, ranks, bf16=False)
+    stamps: list[tuple[float, int, float]] = []
+    with tempfile.TemporaryDirectory() as work:
+        rows = workloads.read_jsonl(data)[:(steps + warmup) * batch]
+        pairs = store_rows(rows, Path(work) / "store", tokenizer, model.hf.config, max_length)
+        optimize(model, pairs, cfg, device, ranks, tokenizer.pad_token_id, Path(work) / "ckpt",
+                 on_step=lambda r: stamps.append((time.perf_counter(), r["tokens"], rss_mb())))
+    timed = stamps[warmup - 1:warmup + steps]
+    result = {"config": config, "rank": ranks.rank, "rss_before_mb": before, "rss_after_step1_mb": stamps[0][2],
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "tokens": sum(n for _, n, _ in timed[1:]), "seconds": timed[-1][0] - timed[0][0],
+              "trainable": lora.trainable_parameters(model)[0], "pairs": len(pairs)}
+    (out / f"rank-{ranks.rank}.json").write_text(json.dumps(result))
+    distributed.cleanup(ranks)
+
+
+def run_config(config: str, base: Path, data: Path, args, log_dir: Path) -> list[dict]:
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+               "bench.fsdp_scale", "worker", config, str(base), str(data), out, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--batch", str(args.batch), "--max-length", str(args.max_length)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(workloads.ROOT)}
+        log = log_dir / f"{config}.log"
+        with open(log, "wb") as f:
+            code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        if code:
+            raise SystemExit(f"{config} failed (exit {code}); see {log}")
+        return [json.loads((Path(out) / f"rank-{r}.json").read_text()) for r in (0, 1)]
+
+
+def table(results: dict[str, list[dict]]) -> list[str]:
+    lines = ["| config | tokens/s (2 ranks) | peak RSS per rank MB | model part per rank MB (after step 1 - before "
+             "load) | vs ddp | trainable params |", "|---|---|---|---|---|---|"]
+    model_part = {c: max(r["rss_after_step1_mb"] - r["rss_before_mb"] for r in rs) for c, rs in results.items()}
+    for config, ranks in results.items():
+        rate = sum(r["tokens"] for r in ranks) / max(r["seconds"] for r in ranks)
+        ratio = model_part[config] / model_part["ddp"] if "ddp" in model_part else float("nan")
+        peaks = " / ".join(f"{r['peak_rss_mb']:.0f}" for r in ranks)
+        lines.append(f"| {config} | {rate:.0f} | {peaks} | "
+                     f"{model_part[config]:.0f} | {ratio:.2f}x | {ranks[0]['trainable']:,} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    train, _ = workloads.bench_data()
+    base = decoder_base(train)
+    log_dir = workloads.OUT / "fsdp_scale"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    load = system.load_1min()
+    results = {config: run_config(config, base, train, args, log_dir) for config in args.configs}
+    lines = table(results)
+    print("\n".join(lines))
+    if not args.no_record:
+        import datetime
+
+        system.record([f"## {datetime.date.today()}: model-scale, SmolLM2-135M dims, 2 CPU processes (#25)", "",
+                       f"`python -m bench.fsdp_scale {' '.join(sys.argv[1:])}` on {system.machine()}, load "
+                       f"{load:.2f} at start; steps {args.steps} timed after {args.warmup}, batch {args.batch} "
+                       f"pairs, max length {args.max_length}, fp32.", "", *lines, ""])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        p = argparse.ArgumentParser()
+        p.add_argument("mode")
+        p.add_argument("config")
+        p.add_argument("base", type=Path)
+        p.add_argument("data", type=Path)
+        p.add_argument("out", type=Path)
+        for flag in ("--steps", "--warmup", "--batch", "--max-length"):
+            p.add_argument(flag, type=int)
+        a = p.parse_args()
+        worker(a.config, a.base, a.data, a.out, a.steps, a.warmup, a.batch, a.max_length)
+    else:
+        main()

@@ -1,0 +1,161 @@
+"""Property-based checks (hypothesis) of the input boundaries: validate, split, the score CLI's input check and the
+server's request models. Strategies and checks live here; tests/unit/test_properties.py runs them with a small
+example budget (fast tier), tests/e2e/test_properties_long.py with a large one."""
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LONG = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+BOM = b"\xef\xbb\xbf"
+MAX_LINE_BYTES = 400  # small, so "huge" lines are cheap to generate
+ENDINGS = re.compile(rb"\r\n|\n|\r")
+
+# ------------------------------------------------------------------------------------------------ strategies
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+texts = st.text(max_size=40) | st.sampled_from(["", " ", "same", "Same ", "\n\nHuman: hi", "\ud800"])
+messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "bot"]),
+                                           "content": texts}), max_size=3)
+explicit_rows = st.fixed_dictionaries(
+    {"prompt": texts, "chosen": texts, "rejected": texts},
+    optional={"id": st.text(max_size=5) | st.integers(), "margin": json_values, "source": texts})
+implicit_rows = st.builds(lambda p, c, r: {"chosen": f"\n\nHuman: {p}\n\nAssistant: {c}",
+                                           "rejected": f"\n\nHuman: {p}\n\nAssistant: {r}"}, texts, texts, texts)
+conversational_rows = st.fixed_dictionaries({"prompt": messages, "chosen": messages, "rejected": messages})
+rows = explicit_rows | implicit_rows | conversational_rows | st.dictionaries(st.text(max_size=8), json_values,
+                                                                             max_size=4)
+
+
+def dumped(value: object, ascii_only: bool) -> bytes:
+    return json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+
+def no_endings(data: bytes) -> bytes:
+    return data.replace(b"\r", b"").replace(b"\n", b"")
+
+
+lines = st.one_of(
+    st.binary(max_size=60).map(no_endings),  # any bytes
+    st.builds(dumped, json_values, st.booleans()),  # any JSON value
+    st.builds(dumped, rows, st.booleans()),  # the formats, valid or not
+    st.builds(dumped, rows, st.booleans()).map(lambda b: b"  " + b + b"\t"),  # padded
+    st.builds(dumped, rows, st.booleans()).map(lambda b: b[: len(b) // 2]),  # cut off
+    st.integers(MAX_LINE_BYTES - 20, 3 * MAX_LINE_BYTES).map(
+        lambda n: dumped({"prompt": "p", "chosen": "c" * n, "rejected": "r"}, True)),  # around the size limit
+    st.sampled_from([b"", b"   ", b"\t"]))
+
+
+@st.composite
+def files(draw) -> tuple[bytes, list[bytes]]:
+    """(file bytes, its lines as a reader must see them): lines ended by LF, CRLF or a lone CR, maybe a BOM, maybe
+    no ending after the last line."""
+    body = draw(st.lists(lines, max_size=12))
+    endings = draw(st.lists(st.sampled_from([b"\n", b"\r\n", b"\r"]), min_size=len(body), max_size=len(body)))
+    if body and draw(st.booleans()):
+        endings[-1] = b""
+    data = b"".join(line + end for line, end in zip(body, endings))
+    if draw(st.booleans()):
+        data = BOM + data
+    return data, body
+
+
+# ------------------------------------------------------------------------------------------------ checks
+def read_back(data: bytes) -> list[bytes]:
+    """The lines of `data` by the spec (BOM dropped; LF, CRLF, lone CR), independently of rewardkit.data.lines."""
+    data = data.removeprefix(BOM)
+    pieces = ENDINGS.split(data)
+    return pieces[:-1] if pieces and pieces[-1] == b"" else pieces
+
+
+def check_validate(data: bytes) -> dict:
+    """validate on any file: no exception but a UserError when nothing is kept; kept + rejected = read; every
+    rejected line named once; in an explicit file the kept lines are the input lines byte-exact, in order."""
+    from rewardkit.config import ValidateConfig
+    from rewardkit.data.formats import EXPLICIT
+    from rewardkit.data.validation import ValidateOutputs, validate_files
+    from rewardkit.errors import UserError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, out = Path(tmp) / "pairs.jsonl", ValidateOutputs(*(Path(tmp) / n for n in (
+            "validated.jsonl", "rejects.jsonl", "validate.json")))
+        source.write_bytes(data)
+        try:
+            metrics = validate_files(source, out, ValidateConfig(max_line_bytes=MAX_LINE_BYTES,
+                                                                 max_reject_fraction=1.0), workers=1)
+        except UserError as e:
+            # the only refusals with max_reject_fraction 1: an empty file, a BOM alone, or no row kept
+            assert str(e).startswith(("data file is empty", "data file has no lines", "no valid pairs",
+                                      f"{source} looks like UTF-16")), str(e)
+            event("refused")
+            return {"outcome": "refused"}
+        rejects = [json.loads(x) for x in out.rejects.read_bytes().splitlines()]
+        kept = out.validated.read_bytes().splitlines(keepends=True)
+    expected = read_back(data)
+    assert metrics["lines_read"] == len(expected) == metrics["kept"] + metrics["rejected"]
+    assert len(kept) == metrics["kept"] and len(rejects) == metrics["rejected"]
+    rejected_lines = [r["line"] for r in rejects]
+    assert len(set(rejected_lines)) == len(rejected_lines) and set(rejected_lines) <= set(range(1, len(expected) + 1))
+    if metrics["format"] == EXPLICIT:
+        assert kept == [line + b"\n" for n, line in enumerate(expected, 1) if n not in set(rejected_lines)]
+    for line in kept:  # every kept row is explicit (text, or messages that stay messages until rendering)
+        row = json.loads(line)
+        assert all(type(row[k]) in (str, list) and row[k] for k in ("prompt", "chosen", "rejected"))
+    event(f"format {metrics['format']}, {len(kept)} kept of {len(expected)}" if len(expected) < 3 else
+          f"format {metrics['format']}")
+    return {"outcome": "kept"}
+
+
+def check_score_input(data: bytes) -> str:
+    """The score CLI's input check on any file: the fields and row count, or one UserError line; nothing else."""
+    from rewardkit.errors import UserError
+    from rewardkit.scoring.jsonl import PAIR_FIELDS, RESPONSE_FIELDS, check_input
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "in.jsonl"
+        source.write_bytes(data)
+        try:
+            fields, n = check_input(source)
+        except UserError as e:
+            assert "\n" not in str(e)
+            return "refused"
+    assert fields in (PAIR_FIELDS, RESPONSE_FIELDS)
+    assert n == sum(1 for line in data.removeprefix(BOM).split(b"\n") if line.strip())
+    return "accepted"
+
+
+def check_request(body: object) -> str:
+    """The server's request models on any JSON value: a ValidationError, or a request meaning one thing (one
+    prompt per response, nothing empty)."""
+    from pydantic import ValidationError
+
+    from rewardkit.serving.requests import PairsRequest, ScoreRequest
+
+    outcomes = []
+    for model in (ScoreRequest, PairsRequest):
+        try:
+            request = model.model_validate(body)
+        except ValidationError:
+            outcomes.append("refused")
+            continue
+        if model is ScoreRequest:
+            assert request.responses and (request.prompt is None) != (request.prompts is None)
+            assert request.prompts is None or len(request.prompts) == len(request.responses)
+        else:
+            assert request.pairs and all(isinstance(x.chosen, str) for x in request.pairs)
+        outcomes.append("accepted")
+    return "/".join(outcomes)
+
+
+requests = json_values | st.fixed_dictionaries({}, optional={
+    "prompt": texts | json_values, "prompts": st.lists(texts, max_size=3) | json_values,
+    "responses": st.lists(texts, max_size=3) | json_values, "normalize": st.booleans() | json_values,
+    "pairs": st.lists(explicit_rows | json_values, max_size=3)})
