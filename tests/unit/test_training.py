@@ -141,7 +141,7 @@ def test_a_checkpoint_survives_changes_that_only_change_what_is_measured(tmp_pat
     train_in_process(tmp_path / "run", tiny_base, rows, train=changed)
     assert "resuming from the checkpoint at step 5/" in capsys.readouterr().err
     reference = train_in_process(tmp_path / "fresh", tiny_base, rows, train=changed)
-    for name in OUTPUTS:
+    for name in OUTPUTS[:-1]:  # not the validation plot: its points before the stop keep their schedule (below)
         assert (tmp_path / "run" / name).read_bytes() == (reference / name).read_bytes(), name
     assert train_summary(reference)["stats_pairs"] == 7
     # the validation points scored before the stop keep the schedule they were scored on (every 2 steps)
