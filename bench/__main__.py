@@ -1,7 +1,7 @@
 """Reward-model training speed: ours vs TRL's RewardTrainer vs the original loop, on the same hardware.
 
     python -m bench [--workloads tiny small minilm] [--steps N] [--warmup N] [--skip-peers | --peers trl original]
-        [--quick] [--no-record]
+        [--precisions fp32 bf16] [--quick] [--no-record]
 
 In one run, back to back, on the same model directory, data and settings (batch 10 pairs, max length 512, AdamW lr
 5e-5, fp32), each in its own subprocess: our trainer (bench/ours.py through rewardkit.training.loop.optimize), TRL's
@@ -17,7 +17,9 @@ reported).
 Columns: pairs/s and tokens/s (real, non-pad tokens) over the timed steps; peak RSS of the trainer's process
 (wait4); estimated achieved GFLOP/s = model FLOPs over time: 6 x non-embedding params x tokens for training (2 x for
 evaluation) plus attention (`system.attention_flops`, from each trainer's real sequence lengths); and its share of
-two ceilings measured in the same run: the model's own matmuls at the workload's rows per step in our thread
+`--precisions fp32 bf16` runs every trainer and the evaluator in each (ours train.precision/evaluate.precision,
+TRL `bf16=True`) and measures each ceiling in each dtype; the bf16 rows are read against the bf16 ceiling. Two
+ceilings measured in the same run: the model's own matmuls at the workload's rows per step in our thread
 layout (`system.model_gemm_peak` / `concurrent_gemm_peak`: the one the targets use) and, for continuity with earlier
 runs, one 2048^2 fp32 matmul on 2 threads. Appends a dated section to bench/RESULTS.md unless --no-record.
 TRL is a bench-only dependency: `pip install -r bench/requirements.txt -c requirements.txt`.
@@ -61,13 +63,22 @@ def non_embedding_params(config) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
 
 
-def measure_ceilings(config, train_rows: int, eval_rows: int, repeats: int) -> dict:
-    """GFLOP/s of one layer's matmuls at the workload's rows: training (forward + backward, 2 threads) and CPU
-    scoring (forward, one single-thread worker per core, side by side)."""
+def measure_ceilings(config, train_rows: int, eval_rows: int, repeats: int, precision: str = "fp32") -> dict:
+    """GFLOP/s of one layer's matmuls at the workload's rows, in `precision`'s dtype: training (forward +
+    backward, 2 threads) and CPU scoring (forward, one single-thread worker per core, side by side)."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     hidden, inter = config.hidden_size, config.intermediate_size
-    return {"train": system.model_gemm_peak(system.layer_gemms(hidden, inter, train_rows), True, 2, repeats),
-            "eval": system.concurrent_gemm_peak(system.layer_gemms(hidden, inter, eval_rows), 2, repeats),
+    return {"train": system.model_gemm_peak(system.layer_gemms(hidden, inter, train_rows), True, 2, repeats,
+                                            dtype=dtype),
+            "eval": system.concurrent_gemm_peak(system.layer_gemms(hidden, inter, eval_rows), 2, repeats, dtype),
             "train_rows": train_rows, "eval_rows": eval_rows}
+
+
+def labelled(impl: str, precision: str) -> str:
+    """The row's trainer name: fp32 rows keep the plain names (continuity), bf16 ones say so."""
+    return impl if precision == "fp32" else f"{impl} bf16"
 
 
 def bench_workload(name: str, args: argparse.Namespace, train: Path, held_out: Path) -> tuple[list[dict], dict]:
@@ -78,35 +89,41 @@ def bench_workload(name: str, args: argparse.Namespace, train: Path, held_out: P
     eval_data = workloads.first_rows(held_out, eval_pairs)
     common = [str(model), str(data), "--steps", str(steps), "--warmup", str(warmup), "--batch", str(BATCH),
               "--max-length", str(MAX_LENGTH)]
-    runs = [("ours", [sys.executable, "-m", "bench.ours", "train", *common])]
-    if args.compile:
-        runs.append(("ours (compile)", [sys.executable, "-m", "bench.ours", "train", *common, "--compile"]))
-    if not args.skip_peers:
-        runs += [(peer, [sys.executable, str(PEERS[peer]), *common]) for peer in args.peers]
-    runs.append(("ours eval", [sys.executable, "-m", "bench.ours", "eval", str(model), str(eval_data),
-                               "--batch", str(EVAL_BATCH), "--max-length", str(MAX_LENGTH)]))
+    runs = []
+    for p in args.precisions:
+        ours = [sys.executable, "-m", "bench.ours", "train", *common, "--precision", p]
+        runs.append((labelled("ours", p), p, ours))
+        if args.compile:
+            runs.append((labelled("ours (compile)", p), p, [*ours, "--compile"]))
+        if not args.skip_peers:  # the original loop has no bf16 mode: fp32 only
+            runs += [(labelled(peer, p), p, [sys.executable, str(PEERS[peer]), *common, *(["--bf16"] if p == "bf16"
+                      else [])]) for peer in args.peers if p == "fp32" or peer == "trl"]
+        runs.append((labelled("ours eval", p), p, [sys.executable, "-m", "bench.ours", "eval", str(model),
+                     str(eval_data), "--batch", str(EVAL_BATCH), "--max-length", str(MAX_LENGTH), "--precision", p]))
     config = model_config(model)
     n_params = non_embedding_params(config)
     rows, results = [], {}
-    for impl, cmd in runs:
+    for impl, precision, cmd in runs:
         print(f"[{name}] {impl} ...", flush=True)
         slug = impl.replace(" ", "-").replace("(", "").replace(")", "")
         result, rss = system.run_child(cmd, workloads.OUT / "logs" / f"{name}-{slug}.log", cwd=workloads.ROOT)
         results[impl] = result
         seconds = result.get("seconds") or steps * result["s_per_step"]
-        training = impl != "ours eval"
+        training = not impl.startswith("ours eval")
         flops = ((6 if training else 2) * n_params * result["tokens"]
                  + system.attention_flops(config, result.get("sq_tokens", 0), training))
         rows.append({"workload": name, "impl": impl, "pairs_s": result["pairs_per_s"],
                      "tokens_s": result["tokens"] / seconds, "rss_mb": rss, "gflops": flops / seconds / 1e9,
+                     "precision": precision,
                      "layout": "train" if training else "eval", "eos": result.get("eos_from_sep"),
                      "kept": result.get("kept_pairs", eval_pairs if not training else len(workloads.read_jsonl(data))),
                      "given": eval_pairs if not training else (steps + warmup) * BATCH, "steps": steps,
                      "warmup": warmup, "params": n_params, "vocab": config.vocab_size})
         print(f"[{name}] {impl}: {result}", flush=True)
-    eval_result = results["ours eval"]
-    ceilings = measure_ceilings(config, round(results["ours"]["tokens"] / steps),
-                                round(eval_result["tokens"] / eval_result.get("batches", 1)), 2 if args.quick else 5)
+    eval_result = results[labelled("ours eval", args.precisions[0])]
+    train_rows = round(results[labelled("ours", args.precisions[0])]["tokens"] / steps)
+    eval_rows = round(eval_result["tokens"] / eval_result.get("batches", 1))
+    ceilings = {p: measure_ceilings(config, train_rows, eval_rows, 2 if args.quick else 5, p) for p in args.precisions}
     print(f"[{name}] model-GEMM ceilings: {ceilings}", flush=True)
     return rows, ceilings
 
@@ -114,7 +131,7 @@ def bench_workload(name: str, args: argparse.Namespace, train: Path, held_out: P
 def table(rows: list[dict], ceilings: dict, old_peak: float) -> str:
     out = [HEADER, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        peak = ceilings[r["workload"]][r["layout"]]
+        peak = ceilings[r["workload"]][r["precision"]][r["layout"]]
         out.append(f"| {r['workload']} | {r['impl']} | {r['pairs_s']:.2f} | {r['tokens_s']:,.0f} | {r['rss_mb']:,.0f} "
                    f"| {r['gflops']:.1f} | {100 * r['gflops'] / peak:.0f}% | {100 * r['gflops'] / old_peak:.0f}% "
                    f"| {r['kept']}/{r['given']} |")
@@ -144,7 +161,7 @@ def verdicts(rows: list[dict], ceilings: dict, repro: dict | None) -> list[str]:
             ratio = ours["pairs_s"] / by["original"]["pairs_s"]
             out.append(f"target tiny ours >= 5x original pairs/s: {ratio:.2f}x, {met(ratio >= 5)}")
         if name == "small":
-            share = ours["gflops"] / ceilings[name]["train"]
+            share = ours["gflops"] / ceilings[name]["fp32"]["train"]
             out.append(f"target small >= 60% of the model-GEMM peak: {100 * share:.0f}%, {met(share >= 0.6)}")
             if "original" in by:
                 half = ours["rss_mb"] <= by["original"]["rss_mb"] / 2
@@ -155,17 +172,46 @@ def verdicts(rows: list[dict], ceilings: dict, repro: dict | None) -> list[str]:
         if by.get("trl", {}).get("eos"):
             out.append(f"{name}: the tokenizer has no EOS token: TRL was given its SEP token {by['trl']['eos']} as "
                        "EOS (it appends one to every text); the original loop needs none")
+    out += precision_verdicts(rows, ceilings)
     if repro is not None:
         out.append(f"target no-op `dvc repro` <= {TARGET_S:.0f} s: {repro['noop_s']:.2f} s (first full run "
                    f"{repro['first_s']:.0f} s), " + met(repro["noop_s"] <= TARGET_S and repro["up_to_date"]))
     return out
 
 
+def precision_verdicts(rows: list[dict], ceilings: dict) -> list[str]:
+    """The bf16 targets (#24), where bf16 rows were run: against TRL in fp32 and bf16, the bf16 ceiling, and
+    evaluation bf16 vs fp32."""
+    out = []
+    for name in dict.fromkeys(r["workload"] for r in rows):
+        by = {r["impl"]: r for r in rows if r["workload"] == name}
+        ours = by.get("ours bf16")
+        if ours is None:
+            continue
+        out.append(f"{name}: ours bf16/fp32 = {ours['tokens_s'] / by['ours']['tokens_s']:.2f}x tokens/s")
+        if name == "small":
+            for peer, want in (("trl", 3), ("trl bf16", 1.5)):
+                if peer in by:
+                    ratio = ours["tokens_s"] / by[peer]["tokens_s"]
+                    out.append(f"target small ours bf16 >= {want}x {peer if ' ' in peer else 'trl fp32'} "
+                               f"tokens/s: {ratio:.2f}x, {met(ratio >= want)}")
+            share = ours["gflops"] / ceilings[name]["bf16"]["train"]
+            out.append(f"target small ours bf16 >= 60% of the bf16 model-GEMM peak: {100 * share:.0f}%, "
+                       f"{met(share >= 0.6)}")
+        if name == "tiny":
+            for impl, peer in (("ours", "trl"), ("ours bf16", "trl bf16")):
+                if peer in by:
+                    ratio = by[impl]["pairs_s"] / by[peer]["pairs_s"]
+                    out.append(f"target tiny {impl} >= 6x {peer} pairs/s: {ratio:.2f}x, {met(ratio >= 6)}")
+        ratio = by["ours eval bf16"]["pairs_s"] / by["ours eval"]["pairs_s"]
+        out.append(f"target {name} evaluation bf16 >= 1.8x fp32 pairs/s: {ratio:.2f}x, {met(ratio >= 1.8)}")
+    return out
+
+
 def ceiling_lines(ceilings: dict, old_peak: float) -> list[str]:
-    lines = [f"fp32 matmul peak, 2048^2 on 2 threads (for continuity): {old_peak:.1f} GFLOP/s"]
-    for name, c in ceilings.items():
-        lines.append(f"{name} model-GEMM ceiling (one layer's q/k/v, output and feed-forward matmuls, fp32, best "
-                     f"of repeats): training {c['train']:.1f} GFLOP/s (forward + backward at {c['train_rows']:,} "
+    lines = [f"fp32 matmul peak, 2048^2 on 2 threads (for continuity): {old_peak:.1f} GFLOP/s", system.bf16_support()]
+    for name, c in ((f"{w} {p}", c) for w, by in ceilings.items() for p, c in by.items()):
+        lines.append(f"{name} model-GEMM ceiling (one layer's q/k/v, output and feed-forward matmuls, best "                     f"of repeats): training {c['train']:.1f} GFLOP/s (forward + backward at {c['train_rows']:,} "
                      f"rows, 2 threads); scoring {c['eval']:.1f} GFLOP/s (forward at {c['eval_rows']:,} rows, 2 "
                      "single-thread workers side by side)")
     return lines
@@ -188,6 +234,8 @@ def main() -> None:
     parser.add_argument("--peers", nargs="+", choices=sorted(PEERS), default=["trl", "original"],
                         help="which peers to time (default: both)")
     parser.add_argument("--skip-repro", action="store_true", help="do not time the no-op dvc repro")
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32"],
+                        help="run every trainer in each (default fp32; the bf16 rows need fp32 as well)")
     parser.add_argument("--compile", action="store_true", help="also time ours with train.compile=true")
     parser.add_argument("--quick", action="store_true", help="smoke test: small data, 2 steps; numbers not comparable")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
@@ -196,6 +244,8 @@ def main() -> None:
     args = parser.parse_args()
     if (args.steps is not None and args.steps < 1) or (args.warmup is not None and args.warmup < 1):
         parser.error("--steps and --warmup must be at least 1")
+    if args.precisions[0] != "fp32":
+        parser.error("--precisions: fp32 comes first (the bf16 rows are read against the fp32 ones)")
     load_before = system.wait_for_quiet(args.max_load, 600) if args.max_load and not args.quick else system.load_1min()
     old_peak = system.matmul_peak_gflops()
     print(f"fp32 matmul peak: {old_peak:.1f} GFLOP/s (2048^2, 2 threads); load average {load_before:.2f}", flush=True)
@@ -217,7 +267,7 @@ def main() -> None:
     section = [f"## {datetime.date.today().isoformat()}: reward-model training speed (python -m bench)", "",
                f"- machine: {system.machine()}", f"- command: `{command}`",
                f"- load average (1 min): {load_before:.2f} before, {load_after:.2f} after",
-               f"- batch {BATCH} pairs, max length {MAX_LENGTH}, fp32, AdamW lr 5e-5; {dims}; evaluation batch "
+               f"- batch {BATCH} pairs, max length {MAX_LENGTH}, {' and '.join(args.precisions)}, AdamW lr 5e-5; {dims}; evaluation batch "
                f"{EVAL_BATCH} pairs", *(f"- {line}" for line in ceiling_lines(ceilings, old_peak)), "",
                table(rows, ceilings, old_peak), "", *(f"- {v}" for v in verdicts(rows, ceilings, repro)), ""]
     system.record(section)

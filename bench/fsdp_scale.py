@@ -71,6 +71,32 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2 ** 20
 
 
+def local_mb(tensors) -> float:
+    """MB held by `tensors` on this rank (a DTensor's local shard only)."""
+    from torch.distributed.tensor import DTensor
+
+    tensors = [t.to_local() if isinstance(t, DTensor) else t for t in tensors]
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None) / 2 ** 20
+
+
+def watch_first_step(model, breakdown: dict) -> None:
+    """Record, at the first optimizer step, the bytes this rank's parameters, gradients (before the step) and AdamW
+    state (after it) hold, read from the live tensors, and the RSS at both points."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    def before(optimizer, *_):
+        if "params_mb" not in breakdown:
+            breakdown.update(params_mb=local_mb(model.parameters()), rss_before_step1_mb=rss_mb(),
+                             grads_mb=local_mb(p.grad for p in model.parameters()))
+
+    def after(optimizer, *_):
+        if "optimizer_mb" not in breakdown:
+            breakdown.update(optimizer_mb=local_mb(v for s in optimizer.state.values() for v in s.values()
+                                                   if hasattr(v, "numel") and v.ndim > 0))
+    register_optimizer_step_pre_hook(before)
+    register_optimizer_step_post_hook(after)
+
+
 def worker(config: str, base: Path, data: Path, out: Path, steps: int, warmup: int, batch: int,
            max_length: int) -> None:
     """One rank of one config (under torchrun): train, then write this rank's figures to out/rank-<r>.json."""
@@ -95,17 +121,26 @@ def worker(config: str, base: Path, data: Path, out: Path, steps: int, warmup: i
         memory.enable_activation_checkpointing(model)
     if cfg.strategy == "fsdp":
         fsdp.shard(model, device, ranks, bf16=False)
-    stamps: list[tuple[float, int, float]] = []
+    breakdown = {"rss_after_setup_mb": rss_mb()}
+    watch_first_step(model, breakdown)
+    stamps: list[tuple[float, int, float, float]] = []
+
+    def after_step() -> tuple[float, float]:  # RSS, then RSS once freed memory is handed back (what is live)
+        raw = rss_mb()
+        memory.release_freed_memory(device)
+        return raw, rss_mb()
+
     with tempfile.TemporaryDirectory() as work:
         rows = workloads.read_jsonl(data)[:(steps + warmup) * batch]
         pairs = store_rows(rows, Path(work) / "store", tokenizer, model.hf.config, max_length)
         optimize(model, pairs, cfg, device, ranks, tokenizer.pad_token_id, Path(work) / "ckpt",
-                 on_step=lambda r: stamps.append((time.perf_counter(), r["tokens"], rss_mb())))
+                 on_step=lambda r: stamps.append((time.perf_counter(), r["tokens"], *after_step())))
     timed = stamps[warmup - 1:warmup + steps]
-    result = {"config": config, "rank": ranks.rank, "rss_before_mb": before, "rss_after_step1_mb": stamps[0][2],
+    result = {"config": config, "rank": ranks.rank, "rss_before_mb": before, "rss_after_step1_mb": stamps[0][3],
+              "rss_after_step1_untrimmed_mb": stamps[0][2],
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "tokens": sum(n for _, n, _ in timed[1:]), "seconds": timed[-1][0] - timed[0][0],
-              "trainable": lora.trainable_parameters(model)[0], "pairs": len(pairs)}
+              "tokens": sum(n for _, n, *_ in timed[1:]), "seconds": timed[-1][0] - timed[0][0],
+              "trainable": lora.trainable_parameters(model)[0], "pairs": len(pairs), **breakdown}
     (out / f"rank-{ranks.rank}.json").write_text(json.dumps(result))
     distributed.cleanup(ranks)
 
@@ -137,6 +172,21 @@ def table(results: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def breakdown_table(results: dict[str, list[dict]]) -> list[str]:
+    """Per rank, what the live tensors hold at the first step against the RSS the process shows."""
+    lines = ["| config | rank | params MB | grads MB | AdamW state MB | sum | RSS after setup - before load MB | "
+             "RSS at step 1 (grads live) - before load MB | model part (after step 1) MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for config, ranks in results.items():
+        for r in ranks:
+            held = r["params_mb"] + r["grads_mb"] + r["optimizer_mb"]
+            lines.append(f"| {config} | {r['rank']} | {r['params_mb']:.0f} | {r['grads_mb']:.0f} | "
+                         f"{r['optimizer_mb']:.0f} | {held:.0f} | {r['rss_after_setup_mb'] - r['rss_before_mb']:.0f} "
+                         f"| {r['rss_before_step1_mb'] - r['rss_before_mb']:.0f} | "
+                         f"{r['rss_after_step1_mb'] - r['rss_before_mb']:.0f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
@@ -152,7 +202,7 @@ def main() -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     load = system.load_1min()
     results = {config: run_config(config, base, train, args, log_dir) for config in args.configs}
-    lines = table(results)
+    lines = [*table(results), "", *breakdown_table(results)]
     print("\n".join(lines))
     if not args.no_record:
         import datetime

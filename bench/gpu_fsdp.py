@@ -11,7 +11,7 @@ head trained in full and activation checkpointing:
 2. `--steps` AdamW steps (clipped, as the loop clips sharded gradients) on a fixed batch lower its loss;
 3. the model gathered to a plain copy (`fsdp.gather_plain`, LoRA skeleton included) scores as the sharded one.
 Prints one JSON line ({"ok", "checks", "peak_gpu_memory_mb", ...}) and exits 1 when a check fails. Meant to be
-called by bench/gpu_check.py as one of its steps (a subprocess with a time limit); tests/unit/test_gpu_fsdp.py
+run by bench/gpu_check.py as one of its checks (bench/gpucheck/fsdp_lora.py); tests/unit/test_gpu_fsdp.py
 runs it on the CPU.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from rewardkit.config import LoraSettings, TrainConfig
-from rewardkit.modeling.devices import autocast
+from rewardkit.modeling.devices import autocast, native_bf16
 from rewardkit.modeling.model import RewardModel, disable_dropout
 from rewardkit.modeling.objective import bt_loss_per_pair
 from rewardkit.training import fsdp, lora
@@ -101,20 +101,22 @@ def check_family(family: str, device: torch.device, precision: str, steps: int) 
     out["loss_first_last"] = [round(losses[0], 5), round(losses[-1], 5)]
     out["loss_falls"] = losses[-1] < losses[0]
 
+    with torch.no_grad(), autocast(device, precision):
+        after = model.eval()(ids, mask).float()  # before gathering: on one rank the copy may alias the shards
     cfg = TrainConfig(lora=LORA)
     gathered, adapted = fsdp.gather_plain(model, ranks, lambda: skeleton(model, cfg))
     with torch.no_grad(), autocast(device, precision):
-        after = model.eval()(ids, mask).float()
         copied = gathered.to(device).eval()(ids, mask).float()
     out["gathered_matches"] = bool((after - copied).abs().max() <= tolerance) and adapted is not None
     return out
 
 
-def main(device_name: str, steps: int, precision: str | None = None) -> int:
-    """`precision` (fp32 or bf16; default: bf16 on a CUDA device that has it, else fp32)."""
+def report(device_name: str, steps: int, precision: str | None = None) -> dict:
+    """The checks' results ({"ok", "checks", ...}); `precision` (fp32 or bf16; default: bf16 on a device that
+    computes it natively, else fp32)."""
     device = torch.device(device_name)
     if precision is None:
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        precision = "bf16" if device.type == "cuda" and native_bf16(device) else "fp32"
     with tempfile.TemporaryDirectory() as store:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"file://{store}/pg",
                                 rank=0, world_size=1, device_id=device if device.type == "cuda" else None)
@@ -124,9 +126,14 @@ def main(device_name: str, steps: int, precision: str | None = None) -> int:
             dist.destroy_process_group()
     ok = all(c["rewards_match"] and c["loss_falls"] and c["gathered_matches"] for c in checks.values())
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else None
-    print(json.dumps({"ok": ok, "device": str(device), "precision": precision, "checks": checks,
-                      "peak_gpu_memory_mb": peak}))
-    return 0 if ok else 1
+    return {"ok": ok, "device": str(device), "precision": precision, "checks": checks, "peak_gpu_memory_mb": peak}
+
+
+def main(device_name: str, steps: int, precision: str | None = None) -> int:
+    """Print `report`'s result as one JSON line; 1 when a check failed."""
+    result = report(device_name, steps, precision)
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":

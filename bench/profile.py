@@ -1,9 +1,11 @@
 """Profile our training step with torch.profiler: where the time of `rewardkit.training.loop.optimize` goes.
 
     python -m bench.profile [--workload small] [--steps 2] [--warmup 1] [--max-length 512] [--threads N]
+        [--precision fp32|bf16]
 
 Runs the real loop on the bench data (as bench/ours.py does) with the profiler stepped by `train_steps`'s
-`on_step` callback: the first `--warmup` steps are not recorded. Prints the top operators by self CPU time with
+`on_step` callback: the first `--warmup` steps are not recorded; `--precision bf16` profiles the step under bf16
+autocast (train.precision=bf16), so the casts and the ops autocast keeps in fp32 show up by name. Prints the top operators by self CPU time with
 their share, and the share of matmul-class operators (what the 6ND GFLOP/s estimate counts). The Chrome trace
 goes to bench/out/profile-<workload>.json.
 """
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="train.precision")
     a = parser.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -43,7 +46,7 @@ def main() -> None:
     model, tokenizer = load_base(str(workloads.model_dir(a.workload, train)), "cls", SEED)
     rows = read_rows(str(workloads.first_rows(train, (a.steps + a.warmup) * a.batch)))
     cfg = TrainConfig(max_length=a.max_length, batch_size=a.batch, epochs=1, lr=5e-5, scheduler="constant",
-                      warmup_ratio=0.0, checkpoint_every=0, device="cpu", seed=SEED)
+                      warmup_ratio=0.0, checkpoint_every=0, device="cpu", seed=SEED, precision=a.precision)
     prof = profile(activities=[ProfilerActivity.CPU])
 
     def on_step(record: dict) -> None:  # record the steps after the warm-up ones
@@ -58,14 +61,14 @@ def main() -> None:
                  on_step=on_step)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    print(f"threads {torch.get_num_threads()}; {a.steps} profiled steps; self CPU total {total / 1e6:.1f} s")
+    print(f"threads {torch.get_num_threads()}; {a.precision}; {a.steps} profiled steps; self CPU total {total / 1e6:.1f} s")
     print(f"{'operator':<48} {'self s':>8} {'share':>6} {'calls':>7}")
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:a.top]:
         print(f"{e.key[:48]:<48} {e.self_cpu_time_total / 1e6:8.2f} {100 * e.self_cpu_time_total / total:5.1f}% "
               f"{e.count:7d}")
     matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
     print(f"matmul-class operators ({', '.join(MATMUL_OPS)}): {100 * matmul / total:.1f}% of self CPU time")
-    trace = workloads.OUT / f"profile-{a.workload}.json"
+    trace = workloads.OUT / f"profile-{a.workload}-{a.precision}.json"
     prof.export_chrome_trace(str(trace))
     print(f"trace: {trace}")
 

@@ -3,6 +3,7 @@ the same pairs in the same run, and the largest difference between their rewards
 
     python -m bench.serve [--clients 1 8 64] [--requests 16 48 128] [--max-seconds 120] [--server-args "..."]
         [--max-load 0.7] [--no-record]
+    python -m bench.serve --soak [--soak-minutes 3] [--soak-clients 32]    (bench/serve_soak.py)
 
 The model is the scratch-tiny workload (bench/workloads.py: DeBERTa-v3 architecture, hidden 128, 2 layers, 8k
 vocabulary, random init) wrapped as a reward-model artifact (max length 512, pooling cls), so no training is
@@ -32,7 +33,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench import system, workloads
+from bench import serve_soak, system, workloads
 
 MAX_LENGTH, MAX_PAIRS, SEED = 512, 16, 0
 TARGET_RATIO, TOLERANCE = 0.7, 1e-5
@@ -182,6 +183,33 @@ def verdicts(rows: list[dict]) -> list[str]:
     return out
 
 
+def soak_main(args, model: Path, rows: list[dict]) -> None:
+    """The soak (bench/serve_soak.py) against a server with its defaults plus --server-args; a RESULTS.md row."""
+    rng = random.Random(SEED)
+    requests = requests_for(rows, 48, rng)  # ~400 pairs, cycled
+    load_before = system.wait_for_quiet(args.max_load, 600) if args.max_load else system.load_1min()
+    proc, url = start_server(model, shlex.split(args.server_args), workloads.OUT / "logs" / "serve-soak.log")
+    try:
+        fig = asyncio.run(serve_soak.soak(url, proc.pid, args.soak_minutes * 60, args.soak_clients, requests))
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    load_after = system.load_1min()
+    results = serve_soak.verdicts(fig, 5.0, 30.0)  # stages.serve's default --keep-alive-s, --body-timeout-s
+    lines = [f"- {text}: {'met' if ok else 'MISSED'}" for text, ok in results]
+    lines.append(f"- RSS MB per window {fig['rss_mb']}; p99 ms per window {fig['p99_ms']}")
+    shown = {k: v for k, v in fig.items() if k not in ("slow_drops", "idle_drops_s")}
+    print(json.dumps(shown) + "\n" + "\n".join(lines))
+    if not args.no_record:
+        command = "python -m bench.serve " + shlex.join(sys.argv[1:])
+        system.record([f"## {datetime.date.today().isoformat()}: reward server soak (python -m bench.serve --soak)", "",
+                       f"- machine: {system.machine()}", f"- command: `{command}`",
+                       f"- load average (1 min): {load_before:.2f} before, {load_after:.2f} after",
+                       f"- {args.soak_clients} clients back to back on POST /score_pairs (1-16 pairs), 4 slow "
+                       "clients (a body byte a second), 64 idle connections, scratch-tiny dims; server defaults"
+                       + (f" plus `{args.server_args}`" if args.server_args else ""), "", *lines, ""])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64], help="concurrency levels")
@@ -191,6 +219,9 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     parser.add_argument("--max-load", type=float, default=0.7, help="wait (up to 10 min) while the 1-min load "
                                                                       "is above this; 0 = do not wait")
+    parser.add_argument("--soak", action="store_true", help="run the soak (bench/serve_soak.py) instead")
+    parser.add_argument("--soak-minutes", type=float, default=3, help="soak length in minutes (default 3)")
+    parser.add_argument("--soak-clients", type=int, default=32, help="soak clients (default 32)")
     args = parser.parse_args()
     if len(args.requests) != len(args.clients) or min(args.clients + args.requests) < 1:
         parser.error("give one positive --requests count per --clients level")
@@ -201,6 +232,8 @@ def main() -> None:
     rows = workloads.read_jsonl(train)
     rng = random.Random(SEED)
     rng.shuffle(rows)
+    if args.soak:
+        return soak_main(args, model, rows)
     plan = [(c, requests_for(rows, n, rng)) for c, n in zip(args.clients, args.requests)]
     scorer = RewardScorer.from_pretrained(model, "cpu")
     offline(scorer, plan[0][1][:1])  # warm-up, untimed

@@ -40,6 +40,17 @@ def machine() -> str:
             + versions("torch", "transformers", "trl", "accelerate", "datasets"))
 
 
+def bf16_support() -> str:
+    """What torch reports of this CPU's bf16 support, and the precision `auto` picks from it (devices.native_bf16)."""
+    import torch
+
+    from rewardkit.modeling.devices import native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    return (f"CPU bf16: torch capability {torch.backends.cpu.get_cpu_capability()}, native bf16 "
+            f"(AVX512-BF16 or AMX) {native_bf16(cpu)}: precision auto -> {resolve_precision('auto', cpu)}")
+
+
 def load_1min() -> float:
     return os.getloadavg()[0]
 
@@ -133,15 +144,16 @@ def model_gemm_peak(shapes: list[tuple[int, int, int]], backward: bool, threads:
     return sum(f for f, _ in ops) / total / 1e9
 
 
-def concurrent_gemm_peak(shapes: list[tuple[int, int, int]], workers: int = 2, repeats: int = 5) -> float:
+def concurrent_gemm_peak(shapes: list[tuple[int, int, int]], workers: int = 2, repeats: int = 5, dtype=None) -> float:
     """GFLOP/s of `workers` single-thread workers running the forward matmuls `shapes` at the same time, each on
     its own tensors (the CPU scorer's layout): all workers' flops over the best-of-`repeats` wall time of a round
-    (fp32, CPU)."""
+    (CPU, `dtype`: fp32 by default)."""
     import torch
 
+    dtype = dtype or torch.float32
     start_line = threading.Barrier(workers)
     with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        ops = list(pool.map(lambda _: _gemm_ops(shapes, False, torch.float32, "cpu"), range(workers)))
+        ops = list(pool.map(lambda _: _gemm_ops(shapes, False, dtype, "cpu"), range(workers)))
 
         def one_round(i: int) -> None:
             start_line.wait()

@@ -23,3 +23,13 @@ def bound_malloc_arenas(arenas: int = ARENAS) -> bool:
         return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas))  # the process's own libc
     except (OSError, AttributeError):
         return False
+
+
+def return_freed_heap() -> bool:
+    """malloc_trim(0): hand the heap pages glibc keeps after frees back to the system; True when some were returned."""
+    if platform.libc_ver()[0] != "glibc":
+        return False  # other C libraries return large frees on their own
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

@@ -223,9 +223,6 @@ class TrainConfig(Section):
                        f"{self.nproc_per_node} x grad_accum_steps={self.grad_accum_steps}")
         if not self.lr > 0:
             out.append(f"lr: must be positive, got {self.lr}")
-        if self.strategy == "fsdp" and self.eval_every:
-            out.append("eval_every: validation during training is not available with train.strategy=fsdp; set "
-                       "train.eval_every=0 (the evaluate stage still scores the eval split)")
         return out + lora_problems(self.lora)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rewardkit.config import PRECISIONS
 from rewardkit.errors import run_main
-from rewardkit.serving.config import ServeConfig, read_key_file
+from rewardkit.serving.config import ServeConfig, read_key_file, warn_if_readable
 from rewardkit.serving.runner import serve
 
 
@@ -37,6 +37,13 @@ def parser() -> argparse.ArgumentParser:
                                                                     "e.g. '<|im_end|>' (repeatable)")
     p.add_argument("--drain-timeout-s", type=float, default=60.0, help="on SIGTERM, how long in-flight requests "
                                                                        "may take (default 60)")
+    p.add_argument("--keep-alive-s", type=float, default=5.0, help="close a connection idle this long (default 5)")
+    p.add_argument("--body-timeout-s", type=float, default=30.0, help="408 and close when a request body takes "
+                                                                     "longer (default 30)")
+    p.add_argument("--limit-concurrency", type=int, default=512, help="connections or requests at once; more get "
+                                                                     "503 (default 512)")
+    p.add_argument("--max-header-kb", type=int, default=16, help="largest request head in KiB (default 16)")
+    p.add_argument("--openapi", action="store_true", help="serve the OpenAPI schema at GET /openapi.json")
     p.add_argument("--device", default="auto", help="auto (cuda when visible), cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="the model body's: auto (bf16 where the device has native bf16), fp32 or bf16")
@@ -46,10 +53,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     key = read_key_file(args.api_key_file) if args.api_key_file else None
-    serve(ServeConfig(model=args.model, host=args.host, port=args.port, api_key=key,
+    cfg = ServeConfig(model=args.model, host=args.host, port=args.port, api_key=key,
                       max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_pairs=args.max_pairs,
                       max_body_mb=args.max_body_mb, workers=args.workers, eos_text=tuple(args.eos_text),
-                      device=args.device, precision=args.precision, drain_timeout_s=args.drain_timeout_s))
+                      device=args.device, precision=args.precision, drain_timeout_s=args.drain_timeout_s,
+                      keep_alive_s=args.keep_alive_s, body_timeout_s=args.body_timeout_s,
+                      limit_concurrency=args.limit_concurrency, max_header_kb=args.max_header_kb, openapi=args.openapi)
+    if args.api_key_file:
+        warn_if_readable(args.api_key_file)
+    serve(cfg)
 
 
 if __name__ == "__main__":

@@ -159,3 +159,110 @@ requests = json_values | st.fixed_dictionaries({}, optional={
     "prompt": texts | json_values, "prompts": st.lists(texts, max_size=3) | json_values,
     "responses": st.lists(texts, max_size=3) | json_values, "normalize": st.booleans() | json_values,
     "pairs": st.lists(explicit_rows | json_values, max_size=3)})
+
+
+# ------------------------------------------------------------------------------------------------ split
+words = st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=8).filter(str.strip) | \
+    st.sampled_from(["hi", "ß", "SS", "İ", "ﬀ"])  # casefold and Unicode-case edge cases
+
+
+@st.composite
+def spelled(draw, base: str) -> str | list:
+    """One spelling of a prompt: case and whitespace varied (same group under normalise), maybe as messages."""
+    text = draw(st.sampled_from([base, base.upper(), base.lower(), f"  {base}\t", base.replace(" ", "\n  ")]))
+    return [{"role": "user", "content": text}] if draw(st.integers(0, 4)) == 0 else text
+
+
+@st.composite
+def split_rows(draw, bases: list[str], tag: str) -> list[bytes]:
+    """Validated-style lines: each pair's prompt one spelling of one of `bases`."""
+    picks = draw(st.lists(st.sampled_from(bases), min_size=1, max_size=40))
+    return [dumped({"prompt": draw(spelled(b)), "chosen": f"c {tag}{i}", "rejected": f"r {tag}{i}"},
+                   draw(st.booleans())) + b"\n" for i, b in enumerate(picks)]
+
+
+@st.composite
+def split_cases(draw) -> tuple[list[bytes], list[bytes], float, int]:
+    """(old lines, appended lines, eval_fraction, seed); appended pairs reuse old prompts or bring new ones."""
+    old_bases = draw(st.lists(words, min_size=1, max_size=16))
+    new_bases = old_bases + draw(st.lists(words.map(lambda w: w + " new"), max_size=6))
+    old = draw(split_rows(old_bases, "o"))
+    new = draw(split_rows(new_bases, "n")) if draw(st.integers(0, 5)) else []
+    fraction = draw(st.floats(0.01, 0.99) | st.sampled_from([0.1, 0.2, 0.3, 0.5]))  # mostly enough for one pair
+    return old, new, fraction, draw(st.integers(0, 2 ** 32))
+
+
+def spec_group(line: bytes, seed: int) -> int:
+    """u of a line's prompt as rewardkit/data/splitting.py's docstring defines it (normalise written out here)."""
+    from hashlib import blake2b
+
+    from rewardkit.data.formats import render_plain_prompt
+
+    prompt = " ".join(render_plain_prompt(json.loads(line)["prompt"]).split()).casefold()
+    return int.from_bytes(blake2b(prompt.encode(), key=str(seed).encode(), digest_size=8).digest(), "big")
+
+
+def expected_refusal(us: list[int], fraction: float) -> str | None:
+    """The guard a split of pairs with these u must hit, by the docstring's rule, or None."""
+    target = int(fraction * len(us) + 0.5)
+    if target == 0:
+        return "gives 0 eval pairs"
+    groups, running = sorted(set(us)), 0
+    for i, u in enumerate(groups):
+        running += us.count(u)
+        if running >= target:
+            return "would put all" if i == len(groups) - 1 else None
+
+
+def run_split(lines: list[bytes], fraction: float, seed: int) -> tuple[list[bytes], list[bytes]] | str:
+    """(train lines, eval lines) of split_file on `lines`, or the UserError's text."""
+    from rewardkit.config import SplitConfig
+    from rewardkit.data.splitting import SplitOutputs, split_file
+    from rewardkit.errors import UserError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, out = Path(tmp) / "v.jsonl", SplitOutputs(*(Path(tmp) / n for n in ("t.jsonl", "e.jsonl", "m.json")))
+        source.write_bytes(b"".join(lines))
+        try:
+            split_file(source, out, SplitConfig(eval_fraction=fraction, seed=seed), workers=1)
+        except UserError as e:
+            return str(e)
+        return out.train.read_bytes().splitlines(keepends=True), out.eval.read_bytes().splitlines(keepends=True)
+
+
+def check_one_split(lines: list[bytes], fraction: float, seed: int) -> tuple[set[bytes], int] | None:
+    """One split: refused exactly when a guard applies; else sides partition the input in order, no prompt group
+    on both sides, eval whole groups of the smallest u, at least the target and under it plus one group. Returns
+    (eval lines, cut-off u) or None when refused."""
+    us = [spec_group(x, seed) for x in lines]
+    result, refusal = run_split(lines, fraction, seed), expected_refusal(us, fraction)
+    if isinstance(result, str):
+        assert refusal is not None and refusal in result, (result, refusal)
+        event(f"refused: {refusal}")
+        return None
+    assert refusal is None, refusal
+    train, evals = result
+    eval_set = set(evals)
+    assert [x for x in lines if x not in eval_set] == train and [x for x in lines if x in eval_set] == evals
+    eval_u = {u for x, u in zip(lines, us) if x in eval_set}
+    assert eval_u, "eval is empty although the target is at least one pair"
+    assert not eval_u & {u for x, u in zip(lines, us) if x not in eval_set}  # no group on both sides
+    cut = max(eval_u)
+    assert eval_u == {u for u in us if u <= cut}  # the groups of the smallest u
+    target = int(fraction * len(lines) + 0.5)
+    assert target <= len(evals) < target + us.count(cut)  # within one group (the last taken) of the target
+    return eval_set, cut
+
+
+def check_split(old: list[bytes], new: list[bytes], fraction: float, seed: int) -> None:
+    """check_one_split on the old lines and on old + appended; an old line changes side only when its u lies
+    between the two cut-offs, every other old line keeps its side."""
+    before = check_one_split(old, fraction, seed)
+    after = check_one_split(old + new, fraction, seed) if new else before
+    if before is None or after is None:
+        return
+    (was_eval, cut_old), (is_eval, cut_new) = before, after
+    low, high = sorted((cut_old, cut_new))
+    moved = [x for x in old if (x in was_eval) != (x in is_eval)]
+    assert all(low < spec_group(x, seed) <= high for x in moved)
+    event("appended: some moved" if moved else "appended: none moved" if new else "nothing appended")

@@ -50,6 +50,15 @@ def check_line(line: bytes, limit: int, fmt: str = EXPLICIT) -> tuple[int, str, 
     return check_row(row, fmt)
 
 
+def check_value_size(row: object, limit: int) -> tuple[int, str, bytes] | None:
+    """The `line_too_long` reject for a Parquet row or JSON array element whose compact JSON is longer than
+    `validate.max_line_bytes`, so the limit means the same whatever the file kind; None when it fits."""
+    size = len(json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))
+    if size <= limit:
+        return None
+    return CODE["line_too_long"], f"{size:,} bytes as JSON, longer than validate.max_line_bytes = {limit:,}", b""
+
+
 def check_row(row: dict, fmt: str = EXPLICIT, null_margin: bool = False) -> tuple[int, str, bytes]:
     """(reason code, detail, b"") for a bad row of a `fmt` file; (OK, "", digests) for a good one.
 

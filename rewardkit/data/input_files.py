@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from rewardkit.data.answers import EXPANDED_FROM, expanded_rows, has_answer_lists
-from rewardkit.data.checks import CODE, check_line, check_row
+from rewardkit.data.checks import CODE, check_line, check_row, check_value_size
 from rewardkit.data.formats import EXPLICIT, row_format, to_explicit_row
 from rewardkit.data.lines import file_lines, map_line_ranges, parse_json
 from rewardkit.data.readers import (
@@ -86,6 +86,8 @@ class InputFile:
             return check_line(row, self.limit, self.format)
         if not isinstance(row, dict):  # a JSON array's element
             return CODE["not_object"], f"expected a JSON object with prompt/chosen/rejected, got {json_kind(row)}", b""
+        if (too_long := check_value_size(row, self.limit)) is not None:
+            return too_long
         return check_row(row, self.format, null_margin=self.kind == PARQUET)
 
     def first_pass(self, workers: int) -> tuple[np.ndarray, np.ndarray]:

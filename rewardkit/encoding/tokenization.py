@@ -36,9 +36,10 @@ from rewardkit.io import atomic_path, directory_sha256, file_sha256, read_jsonl
 from rewardkit.text import normalise
 
 CHUNK_ROWS = 4096
-# Characters of distinct training texts a scratch tokenizer is trained on: SentencePiece's trainer holds about 19
-# bytes a character (bench/RESULTS.md, 2026-12-07: 1.8 GB for 74M characters), and 10M characters (2M words) are
-# far more than an 8k-30k vocabulary needs. Beyond it, an even sample over the whole split.
+# Characters of distinct training texts a scratch tokenizer is trained on: SentencePiece's trainer holds its whole
+# corpus (tokenize at 200k HH-length pairs peaked at 2,138 MB fed the whole split, 661 MB with this sample: issue #28
+# item 8, GNU time, not yet a bench/RESULTS.md row), and 10M characters (2M words) are far more than an 8k-30k
+# vocabulary needs. Beyond it, an even sample over the whole split.
 MAX_TOKENIZER_CHARS = 10_000_000
 
 

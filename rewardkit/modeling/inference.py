@@ -2,7 +2,8 @@
 
 On CPU the batches run on `torch.get_num_threads()` Python threads with one intra-op thread each, longest first:
 whole small batches in parallel beat one batch's small matmuls split over cores. Every batch is computed by one
-thread, so rewards are bit-identical whatever the number of cores. On CUDA the batches run one after another.
+thread, so rewards are bit-identical whatever the number of cores. On CUDA, and for a model sharded with FSDP
+(whose forwards all-gather weights: every rank must issue them in the same order), they run one after another.
 `precision` (fp32, bf16 or auto: rewardkit.modeling.devices) is the body's; the score head and rewards are fp32.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.distributed.fsdp import FSDPModule
 
 from rewardkit.modeling.batching import CPU_BATCH_TOKENS, inference_batches, pad_batch
 from rewardkit.modeling.devices import autocast
@@ -20,10 +22,16 @@ from rewardkit.modeling.packing import pack_batch, packed_batches
 Model = Callable[..., torch.Tensor]  # (input_ids, attention_mask[, token_type_ids]) -> (N,) rewards
 
 
+def no_grad(model: Model):
+    """inference_mode, or for a model sharded with FSDP no_grad: FSDP2's all-gather copies into buffers it keeps
+    across forwards, which inference tensors cannot be."""
+    return torch.no_grad() if isinstance(model, FSDPModule) else torch.inference_mode()
+
+
 def _score_batch(model: Model, sequences: list[list[int]], segments: list[int] | None, batch: np.ndarray,
                  pad_id: int, device: torch.device, precision: str) -> torch.Tensor:
     # both are thread-local: entered in the thread that scores
-    with torch.inference_mode(), autocast(device, precision):
+    with no_grad(model), autocast(device, precision):
         padded = pad_batch([sequences[i] for i in batch], pad_id,
                            segments=None if segments is None else [segments[i] for i in batch])
         return model(*padded.to(device)).float().cpu()
@@ -31,7 +39,7 @@ def _score_batch(model: Model, sequences: list[list[int]], segments: list[int] |
 
 def _score_packed(model: Model, sequences: list[list[int]], groups: list[list[int]], pad_id: int,
                   device: torch.device, precision: str) -> torch.Tensor:
-    with torch.inference_mode(), autocast(device, precision):
+    with no_grad(model), autocast(device, precision):
         return model(*pack_batch(sequences, groups, pad_id).to(device)).float().cpu()
 
 
@@ -57,7 +65,7 @@ def score_sequences(model: Model, sequences: list[list[int]], pad_id: int, batch
         def score(batch: np.ndarray) -> torch.Tensor:
             return _score_batch(model, sequences, segments, batch, pad_id, device, precision)
 
-    if device.type != "cpu":
+    if device.type != "cpu" or isinstance(model, FSDPModule):  # sharded: every rank's gathers in one order
         _collect(rewards, batches, map(score, batches), progress)
         return rewards
     workers = max(1, min(torch.get_num_threads(), len(batches)))

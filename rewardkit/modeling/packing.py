@@ -56,15 +56,27 @@ class Packed(NamedTuple):
 
 
 def supports(hf_model) -> bool:
-    """A decoder-only classifier with a `score` head whose every layer attends to all earlier tokens (no sliding
-    window: a window counted in positions is not one in a packed row) and whose attention takes a custom mask."""
+    """A decoder-only classifier with a `score` head whose every layer attends to all earlier tokens and whose
+    attention takes a custom mask (`unsupported_reason` says why not)."""
+    return unsupported_reason(hf_model) is None
+
+
+def unsupported_reason(hf_model) -> str | None:
+    """Why `hf_model`'s pairs cannot be packed, or None. Sliding-window layers (Mistral/Qwen2 with a window,
+    Gemma 2/3): transformers builds their window from row indices (q_idx - kv_idx), and in a packed row the
+    rejected answer sits after the chosen one, so its window would cover the wrong tokens."""
     model = unwrap(hf_model)
     config = model.config
-    layer_types = getattr(config, "layer_types", None) or ["full_attention"]
-    full = all(t == "full_attention" for t in layer_types) and (
-        getattr(config, "layer_types", None) is not None or getattr(config, "sliding_window", None) is None)
-    return (is_decoder_only(config) and full and hasattr(model, "score")
-            and config._attn_implementation in MASKED_ATTENTION)
+    layer_types = getattr(config, "layer_types", None)
+    if not is_decoder_only(config) or not hasattr(model, "score"):
+        return "not a causal decoder classifier with a score head (an encoder's prompt sees the answer)"
+    if (any(t != "full_attention" for t in layer_types) if layer_types is not None
+            else getattr(config, "sliding_window", None) is not None):
+        return (f"{type(model).__name__} has sliding-window attention layers (window {config.sliding_window}), "
+                "whose window transformers counts in a row's positions, not in a packed pair's")
+    if config._attn_implementation not in MASKED_ATTENTION:
+        return f"attention {config._attn_implementation!r} takes no custom mask (sdpa, eager and flex_attention do)"
+    return None
 
 
 def unwrap(hf_model):

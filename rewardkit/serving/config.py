@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +51,16 @@ class ServeConfig:
     """auto (bf16 where the device has native bf16), fp32 or bf16: the model body's; rewards are fp32."""
     drain_timeout_s: float = 60.0
     """On SIGTERM, how long in-flight requests may take before they are cancelled."""
+    keep_alive_s: float = 5.0
+    """An idle connection (between requests, or connected and silent) is closed after this long."""
+    body_timeout_s: float = 30.0
+    """A request body not received in full within this long is answered 408 and its connection closed."""
+    limit_concurrency: int = 512
+    """Connections (idle ones count) or requests at once; past it, new requests are answered 503."""
+    max_header_kb: int = 16
+    """Largest request line + headers in KiB (h11's incomplete event limit); more is a 400."""
+    openapi: bool = False
+    """Serve the OpenAPI schema at GET /openapi.json (behind the key like every endpoint but /health)."""
 
     def __post_init__(self) -> None:
         problems = [f"--{flag} must be {want}, got {value}" for flag, value, ok, want in (
@@ -60,6 +72,10 @@ class ServeConfig:
             ("max-body-mb", self.max_body_mb, self.max_body_mb > 0, "positive"),
             ("workers", self.workers, self.workers is None or self.workers >= 1, "at least 1"),
             ("drain-timeout-s", self.drain_timeout_s, self.drain_timeout_s > 0, "positive"),
+            ("keep-alive-s", self.keep_alive_s, self.keep_alive_s > 0, "positive"),
+            ("body-timeout-s", self.body_timeout_s, self.body_timeout_s > 0, "positive"),
+            ("limit-concurrency", self.limit_concurrency, self.limit_concurrency >= 1, "at least 1"),
+            ("max-header-kb", self.max_header_kb, self.max_header_kb >= 1, "at least 1"),
             ("precision", self.precision, self.precision in PRECISIONS, " or ".join(PRECISIONS))) if not ok]
         if any(not text for text in self.eos_text):
             problems.append("--eos-text must not be empty")
@@ -105,3 +121,13 @@ def read_key_file(path: Path) -> str:
     if not key:
         raise UserError(f"--api-key-file {path} is empty; make a key with: {NEW_KEY}")
     return key
+
+
+def warn_if_readable(path: Path) -> None:
+    """A one-line warning on stderr when the key file is readable by its group or by others, as ssh does for a
+    private key (the server still starts); called once the settings are known good, so a bad key is one line."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    readers = [who for who, bit in (("group", stat.S_IRGRP), ("others", stat.S_IROTH)) if mode & bit]
+    if readers:
+        print(f"warning: --api-key-file {path} is readable by {' and '.join(readers)} (mode {mode:04o}): anyone who "
+              f"can read it can use the server; make it private with: chmod 600 {path}", file=sys.stderr, flush=True)

@@ -7,6 +7,7 @@ keys are compared in constant time.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from typing import Callable
@@ -44,10 +45,13 @@ def bearer_token(scope) -> str | None:
 
 
 class Guard:
-    """Key check, then draining check, then the body read in full (at most `max_body_bytes`) and replayed."""
+    """Key check, then draining check, then the body read in full (at most `max_body_bytes`, within
+    `body_timeout_s`: a client trickling its body is answered 408 and dropped) and replayed."""
 
-    def __init__(self, app, api_key: str | None, max_body_bytes: int, draining: Callable[[], bool]):
+    def __init__(self, app, api_key: str | None, max_body_bytes: int, draining: Callable[[], bool],
+                 body_timeout_s: float = 30.0):
         self.app, self.max_body_bytes, self.draining = app, max_body_bytes, draining
+        self.body_timeout_s = body_timeout_s
         self.key = api_key.encode() if api_key is not None else None
 
     async def __call__(self, scope, receive, send) -> None:
@@ -65,7 +69,12 @@ class Guard:
                 return await send_error(send, 401, UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
         if self.draining():
             return await send_error(send, 503, "the server is shutting down: retry on another replica or later")
-        body = await self._read_body(scope, receive, send)
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                body = await self._read_body(scope, receive, send)
+        except TimeoutError:
+            return await send_error(send, 408, f"request body not received within {self.body_timeout_s:g} s (the "
+                                    "server's --body-timeout-s)", [(b"connection", b"close")])
         if body is None:
             return
         replayed = False

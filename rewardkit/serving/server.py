@@ -31,6 +31,19 @@ from rewardkit.serving.guard import ApiError, Guard
 from rewardkit.serving.metrics import MetricsMiddleware
 from rewardkit.serving.openrlhf import OpenRLHFRequest, split_queries
 from rewardkit.serving.requests import PairsRequest, ScoreRequest
+from rewardkit.serving.schema import (
+    ERRORS,
+    NORMALIZE,
+    OPENAPI_URL,
+    PROMETHEUS,
+    Health,
+    OpenRLHFAnswer,
+    PairsAnswer,
+    Rewards,
+    openapi,
+    request_body,
+    responses,
+)
 from rewardkit.serving.service import ScoringService
 
 
@@ -52,14 +65,15 @@ def _describe(err: dict) -> str:
 
 def create_app(service: ScoringService) -> MetricsMiddleware:
     """The ASGI app of `service`: the FastAPI routes inside the guard (key, body size, draining), inside the
-    metrics layer."""
+    metrics layer; GET /openapi.json (behind the key like the rest) with --openapi."""
     async def lifespan(app: FastAPI):
         await service.start()
         yield
         await service.stop()
 
-    app = FastAPI(title="rewardkit reward model", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(title="rewardkit reward model", docs_url=None, redoc_url=None,
+                  openapi_url=OPENAPI_URL if service.cfg.openapi else None, lifespan=lifespan)
+    app.openapi = lambda: openapi(app, [ScoreRequest, PairsRequest, OpenRLHFRequest], service.cfg.api_key is not None)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -67,11 +81,13 @@ def create_app(service: ScoringService) -> MetricsMiddleware:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"}, exc.status_code)
+        return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"}, exc.status_code,
+                            exc.headers)  # a 405 keeps its Allow header
 
     app.include_router(scoring_routes(service))
     app.include_router(status_routes(service))
-    guarded = Guard(app, service.cfg.api_key, service.cfg.max_body_bytes, lambda: service.draining)
+    guarded = Guard(app, service.cfg.api_key, service.cfg.max_body_bytes, lambda: service.draining,
+                    service.cfg.body_timeout_s)
     return MetricsMiddleware(guarded, service.metrics)
 
 
@@ -79,14 +95,14 @@ def scoring_routes(service: ScoringService) -> APIRouter:
     """POST /score, /score_pairs and OpenRLHF's /get_reward."""
     router = APIRouter()
 
-    @router.post("/score")
+    @router.post("/score", responses=responses(Rewards, *ERRORS), openapi_extra=request_body(ScoreRequest))
     async def score(request: Request) -> JSONResponse:
         body = await _parse(request, ScoreRequest)
         service.check_size(len(body.responses), "responses")
         prompts = body.prompt if body.prompts is None else body.prompts
         return JSONResponse({"rewards": await service.rewards(prompts, body.responses, body.normalize)})
 
-    @router.post("/score_pairs")
+    @router.post("/score_pairs", responses=responses(PairsAnswer, *ERRORS), openapi_extra=request_body(PairsRequest))
     async def score_pairs(request: Request) -> JSONResponse:
         body = await _parse(request, PairsRequest)
         service.check_size(len(body.pairs), "pairs")
@@ -98,7 +114,8 @@ def scoring_routes(service: ScoringService) -> APIRouter:
         return JSONResponse({"pairs": [{"reward_chosen": c, "reward_rejected": r, "preferred": preferred(c, r)}
                                        for c, r in zip(rewards[:n], rewards[n:])]})
 
-    @router.post("/get_reward")
+    @router.post("/get_reward", responses=responses(OpenRLHFAnswer, *ERRORS),
+                 openapi_extra=request_body(OpenRLHFRequest, parameters=[NORMALIZE]))
     async def get_reward(request: Request) -> JSONResponse:
         body = await _parse(request, OpenRLHFRequest)
         if not body.query:
@@ -118,13 +135,13 @@ def status_routes(service: ScoringService) -> APIRouter:
     """GET /health (no key needed) and /metrics."""
     router = APIRouter()
 
-    @router.get("/health")
+    @router.get("/health", responses={200: {"model": Health}, 503: {"model": Health, "description": "draining"}})
     async def health() -> JSONResponse:
         if service.draining:
             return JSONResponse({"status": "draining"}, 503)
         return JSONResponse({"status": "ok", "model": str(service.cfg.model), "device": str(service.scorer.device)})
 
-    @router.get("/metrics")
+    @router.get("/metrics", responses={200: {"content": PROMETHEUS}, **responses(None, 401, 503)})
     async def metrics(request: Request) -> Response:
         body, content_type = service.metrics.render(request.headers.get("accept"))
         return Response(body, media_type=content_type)

@@ -30,6 +30,7 @@ from rewardkit.errors import UserError
 from rewardkit.modeling.fast.ops import LAYER_STEP, run_step
 from rewardkit.modeling.model import RewardModel, score_head
 from rewardkit.training.distributed import Ranks
+from rewardkit.training.memory import release_freed_memory
 
 
 def check_world(strategy: str, world: int) -> None:
@@ -78,6 +79,7 @@ def shard(model: RewardModel, device: torch.device, ranks: Ranks, bf16: bool) ->
     if bf16 and head is not None:
         fully_shard(head, mesh=mesh, mp_policy=mixed_precision(False))
     fully_shard(model, mesh=mesh, mp_policy=policy)
+    release_freed_memory(device)  # the full weights each rank loaded, now replaced by its shards
     return model
 
 

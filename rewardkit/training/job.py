@@ -16,7 +16,7 @@ import torch
 
 from rewardkit.config import SCRATCH_BASES, ModelConfig, TrainConfig
 from rewardkit.data.splitting import eval_cutoff
-from rewardkit.encoding.families import input_template
+from rewardkit.encoding.families import input_template, is_decoder_only
 from rewardkit.encoding.store import PairSubset, TokenStore
 from rewardkit.encoding.templates import TRUNCATION_POLICY, PairTemplate
 from rewardkit.encoding.tokenizers import load_saved_tokenizer
@@ -27,7 +27,7 @@ from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_prec
 from rewardkit.modeling.inference import score_sequences
 from rewardkit.modeling.model import RewardModel, disable_dropout, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
-from rewardkit.modeling.packing import pair_groups
+from rewardkit.modeling.packing import pair_groups, unsupported_reason
 from rewardkit.modeling.scratch import init_scratch_model
 from rewardkit.training import checkpoint, distributed, fsdp, launcher, lora, memory
 from rewardkit.training.curve_log import CurveLog
@@ -104,6 +104,9 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     model, tokenizer, adapted = prepare_model(paths, model_cfg, cfg, key, ranks)
     model.to(device)
     model.share_prefix = model.share_prefix and cfg.prefix_sharing == "auto" and not cfg.compile
+    reason = unsupported_reason(model.hf)
+    if ranks.is_main and cfg.prefix_sharing == "auto" and is_decoder_only(model.hf.config) and reason:
+        print(f"prefix sharing off: {reason}; chosen and rejected run as padded sequences", file=sys.stderr)
     if cfg.strategy == "fsdp":
         fsdp.shard(model, device, ranks, bf16=cfg.precision == "bf16")
     template = input_template(model.hf.config, tokenizer)

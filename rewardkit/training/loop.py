@@ -51,8 +51,9 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
 
     `on_step`, when given, is called right after each optimizer step with its curve record plus "tokens", the real
     (non-pad) tokens this process's forwards of that step read (the benchmark times steps with it).
-    `validate`, when given, is called on rank 0 every train.eval_every steps and after the last one, the model in
-    eval mode; what it returns (val_loss, val_accuracy) joins that step's curve record.
+    `validate`, when given, is called every train.eval_every steps and after the last one, the model in eval mode,
+    on rank 0 (on every rank when the model is sharded: each forward gathers weights from all of them); what rank
+    0's call returns (val_loss, val_accuracy) joins that step's curve record.
     `on_resume`, when given, is called once with the curve records a resumed checkpoint restored (the train stage's
     dvclive log writes them again).
 
@@ -77,7 +78,7 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
                   dynamic_ncols=True) as bar:
             for epoch, batch in batches_from(lengths, cfg, total, state.step):
                 sums, tokens = accumulate_gradients(ddp, forward, pairs, batch, margin, cfg, device, ranks, pad_id)
-                record = optimizer_step(state, sums, len(batch), cfg, device, ranks)
+                record, stop_signal = optimizer_step(state, sums, len(batch), cfg, device, ranks, stop)
                 state.step += 1
                 state.curve.append({"step": state.step, "epoch": epoch + 1, **record})
                 pairs_done += len(batch)
@@ -89,7 +90,9 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
                     run_validation(state, validate, ranks)
                 if on_step is not None:
                     on_step({**state.curve[-1], "tokens": tokens})
-                checkpoint_or_stop(state, stop, bar, cfg, ranks, ckpt_dir, total)
+                # one process needs no agreement: a signal that came during validation is honoured now
+                checkpoint_or_stop(state, stop_signal if ranks.world > 1 else stop.signum, bar, cfg, ranks,
+                                   ckpt_dir, total)
     return state.curve
 
 
@@ -192,14 +195,17 @@ def accumulate_gradients(ddp, forward, pairs: Pairs, batch: np.ndarray, margin: 
 
 
 def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: TrainConfig, device: torch.device,
-                   ranks: Ranks) -> dict:
-    """Clip the gradient, stop on a non-finite loss or gradient, take the step. Returns the step's curve values:
-    loss and accuracy over the global batch, and the learning rate it used. The step's one read of the device:
-    (loss sum, correct pairs, gradient norm) together, which the divergence check needs before the step."""
+                   ranks: Ranks, stop: preemption.StopOnSignal) -> tuple[dict, int]:
+    """Clip the gradient, stop on a non-finite loss or gradient, take the step. Returns the step's curve values
+    (loss and accuracy over the global batch, the learning rate it used) and, with several ranks, the stop signal
+    they all agreed on (0: go on). The step's one read of the device: (loss sum, correct pairs, the ranks' stop
+    requests, gradient norm) together; the requests ride in the all-reduce of the sums: no extra collective."""
     clip = fsdp.clip_grad_norm if fsdp.is_sharded(state.model) else torch.nn.utils.clip_grad_norm_
     grad_norm = clip(list(state.model.parameters()), cfg.max_grad_norm or float("inf"))
-    reduced = distributed.all_reduce_sum(sums, ranks)  # on the device: NCCL reduces CUDA tensors in place
-    loss_sum, correct, grad_norm = torch.cat([reduced, grad_norm.detach().double().view(1)]).tolist()
+    requests = to_device(stop.request_counts(), device) if ranks.world > 1 else sums.new_zeros(0)
+    reduced = distributed.all_reduce_sum(torch.cat([sums, requests]), ranks)  # on the device (NCCL: in place)
+    loss_sum, correct, *counts, grad_norm = torch.cat([reduced, grad_norm.detach().double().view(1)]).tolist()
+    stop_signal = stop.from_counts(counts) if ranks.world > 1 else 0  # one process: read after the step
     loss = loss_sum / n_pairs
     if not (np.isfinite(loss) and np.isfinite(grad_norm)):
         raise diverged(state.step + 1, loss, grad_norm, cfg, device)
@@ -207,7 +213,7 @@ def optimizer_step(state: TrainState, sums: torch.Tensor, n_pairs: int, cfg: Tra
     state.optimizer.step()
     state.scheduler.step()
     state.optimizer.zero_grad(set_to_none=True)
-    return {"loss": loss, "accuracy": correct / n_pairs, "lr": lr}
+    return {"loss": loss, "accuracy": correct / n_pairs, "lr": lr}, stop_signal
 
 
 def diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig, device: torch.device) -> UserError:
@@ -218,19 +224,22 @@ def diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig, device:
 
 
 def run_validation(state: TrainState, validate: Callable[[], dict], ranks: Ranks) -> None:
-    """Rank 0 scores the validation slice in eval mode and adds it to this step's record; the others wait."""
-    if ranks.is_main:
+    """Rank 0 scores the validation slice in eval mode and adds it to this step's record; the others wait, or,
+    when the model is sharded, run the same forwards beside it (FSDP's all-gathers need every rank)."""
+    if ranks.is_main or fsdp.is_sharded(state.model):
         state.model.eval()
-        state.curve[-1].update(validate())
+        metrics = validate()
         state.model.train()
+        if ranks.is_main:
+            state.curve[-1].update(metrics)
     distributed.barrier(ranks)
 
 
-def checkpoint_or_stop(state: TrainState, stop: preemption.StopOnSignal, bar: tqdm, cfg: TrainConfig, ranks: Ranks,
+def checkpoint_or_stop(state: TrainState, stop_signal: int, bar: tqdm, cfg: TrainConfig, ranks: Ranks,
                        ckpt_dir: Path, total: int) -> None:
-    """Write a checkpoint every train.checkpoint_every steps (not after the last) and on a stop signal, which every
-    rank honours after the same step: then `preemption.Stopped` is raised."""
-    stop_signal = stop.agreed(ranks)  # a collective: every rank stops after the same step
+    """Write a checkpoint every train.checkpoint_every steps (not after the last) and on the stop signal the ranks
+    agreed on in `optimizer_step`, which every rank honours after the same step: then `preemption.Stopped` is
+    raised."""
     if stop_signal:
         bar.close()  # before the barrier below: the bar's last state comes before any rank's message
     if stop_signal or cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < total:

@@ -7,6 +7,11 @@ and function through `ops.run_step`, so a checkpointed base is checkpointed whic
 """
 from __future__ import annotations
 
+import gc
+
+import torch
+
+from rewardkit.allocator import return_freed_heap
 from rewardkit.errors import UserError
 from rewardkit.modeling.model import RewardModel
 
@@ -25,3 +30,14 @@ def enable_activation_checkpointing(model: RewardModel) -> None:
         enable(activation_checkpointing_kwargs=dict(CHECKPOINT_KWARGS))
     else:
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(CHECKPOINT_KWARGS))
+
+
+def release_freed_memory(device: torch.device) -> None:
+    """Hand memory freed by Python and torch back to the system: after `fully_shard` has replaced each full weight
+    by this rank's shard, the freed full copies would otherwise stay in the process (CUDA's caching allocator keeps
+    them reserved; on the CPU glibc keeps the freed heap pages) and count against every rank as if unsharded."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    else:
+        return_freed_heap()

@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from rewardkit.errors import UserError
 from rewardkit.training import distributed
@@ -80,5 +79,13 @@ class StopOnSignal:
         number wins: SIGTERM over SIGINT). A collective: every rank calls it at the same point of each step."""
         if ranks.world == 1:
             return self.signum
-        flag = torch.tensor([self.signum], dtype=torch.int64)
-        return int(distributed.all_reduce(flag, ranks, dist.ReduceOp.MAX).item())
+        return self.from_counts(distributed.all_reduce_sum(self.request_counts(), ranks).tolist())
+
+    def request_counts(self) -> torch.Tensor:
+        """This rank's request as one count per signal (float64), to be summed over ranks; the training loop
+        sums them with the step's loss figures, so agreeing costs no collective and no device read of its own."""
+        return torch.tensor([float(self.signum == s) for s in self.signals], dtype=torch.float64)
+
+    def from_counts(self, counts: list[float]) -> int:
+        """The agreed signal from the summed `request_counts`: the highest number any rank asked for, 0 if none."""
+        return max((s for s, count in zip(self.signals, counts) if count > 0), default=0)

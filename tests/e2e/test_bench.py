@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import torch
 
 from bench import ours
 from bench.__main__ import HEADER
@@ -53,3 +56,45 @@ def test_the_planning_table_in_the_docs_is_what_bench_memory_plan_computes():
     text = DOC.read_text(encoding="utf-8")
     assert text[text.index(START) + len(START):text.index(END)].strip() == result.stdout.strip(), \
         "docs/scaling.md is stale: run python -m bench.memory_plan --write"
+
+
+def tiny_decoder_dir(out: Path, rows: list[dict]) -> Path:
+    """A tiny Llama classifier with a byte-level BPE tokenizer trained on `rows` (what bench.fsdp_scale builds at
+    SmolLM2-135M dims)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    texts = [t for r in rows for t in (r["prompt"], r["chosen"], r["rejected"])]
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>", "<|pad|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|pad|>")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, num_labels=1, max_position_embeddings=4096,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    LlamaForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_decoder_bench_times_shared_unshared_and_best_of_n(tmp_path):
+    from bench import workloads
+
+    env = subprocess_env(BENCH_OUT=str(tmp_path))
+    rows = workloads.read_jsonl(workloads.bench_data()[0])[:40]  # the bench's own HH-shaped rows
+    model = tiny_decoder_dir(tmp_path / "model", rows)
+    proc = subprocess.run([sys.executable, "-m", "bench.decoders", "--model", str(model), "--parts", "share",
+                           "best-of-n", "--steps", "1", "--warmup", "1", "--batch", "2", "--max-length", "1024",
+                           "--repeats", "1", "--no-record"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = {cells[0]: cells for cells in (line.strip("| ").split(" | ") for line in proc.stdout.splitlines()
+                                          if line.startswith("| ours"))}
+    assert set(table) == {"ours shared", "ours unshared"}
+    assert float(table["ours shared"][3]) < 1.0 <= float(table["ours unshared"][3])  # the prompt computed once
+    assert any(line.startswith("- target prefix sharing >= 1.3x") for line in proc.stdout.splitlines())
+    best = [line for line in proc.stdout.splitlines() if line.startswith("- target best-of-8")]
+    assert best and "rewards within" in best[0]
+    assert float(best[0].split("rewards within ")[1].split(")")[0]) < 1e-4  # shared scores = full-sequence ones

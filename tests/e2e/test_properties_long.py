@@ -20,3 +20,9 @@ def test_the_score_input_check_long(file):
 @given(p.requests)
 def test_the_server_request_models_long(body):
     event(p.check_request(body))
+
+
+@p.LONG
+@given(p.split_cases())
+def test_split_properties_long(case):
+    p.check_split(*case)

@@ -202,3 +202,22 @@ def test_fsdp_on_one_process_stops_with_one_line_before_any_work(tiny_base, tmp_
         "error: train.strategy=fsdp shards the model over several processes but this run has one: set "
         "train.nproc_per_node to 2 or more (or run it under torchrun), or use train.strategy=ddp")
     assert "Traceback" not in result.stderr and not (work / ".scratch").exists() and not (work / "models").exists()
+
+
+def test_validation_during_training_runs_under_fsdp_as_under_ddp(tiny_base, tmp_path):
+    """train.eval_every with fsdp: both ranks run the validation forwards (their all-gathers need each other),
+    rank 0 records them; the curve is ddp's within 1e-4."""
+    every = {"eval_every": 2, "validation_fraction": 0.2, "epochs": 1, "checkpoint_every": 0}
+    dirs = {name: workdir(tmp_path / name, tiny_base, strategy=name, **every) for name in ("ddp", "fsdp")}
+    with ThreadPoolExecutor(2) as pool:
+        futures = {name: pool.submit(watch_training, work, STEPS, timeout=TIMEOUT) for name, work in dirs.items()}
+        done = {name: future.result() for name, future in futures.items()}
+    for run in done.values():
+        assert run.returncode == 0 and run.workers == 2, run.output
+    curves = {name: (work / "metrics/validation_curve.csv").read_text().splitlines() for name, work in dirs.items()}
+    assert curves["ddp"][0] == curves["fsdp"][0] == "step,val_loss,val_accuracy"
+    assert len(curves["fsdp"]) == len(curves["ddp"]) >= 4  # every 2 steps and after the last one
+    for a, b in zip(curves["ddp"][1:], curves["fsdp"][1:]):
+        assert [float(v) for v in b.split(",")] == pytest.approx([float(v) for v in a.split(",")], abs=1e-4)
+    metrics = json.loads((dirs["fsdp"] / "metrics/train.json").read_text())
+    assert metrics["validation_pairs"] > 0 and "best_validation_loss" in metrics

@@ -40,6 +40,24 @@ def test_a_json_array_is_read_as_rows_and_rejects_name_array_indexes(tmp_path):
     assert (metrics["lines_read"], metrics["kept"]) == (5, 2)
 
 
+@pytest.mark.parametrize("kind", ["json", "parquet"])
+def test_max_line_bytes_applies_to_array_elements_and_parquet_rows(tmp_path, kind):
+    rows = [pair(0), pair(1, chosen="x" * 600), pair(2)]  # row 1 is ~640 bytes as compact JSON
+    path = tmp_path / f"set.{kind}"
+    if kind == "json":
+        path.write_text(json.dumps(rows))
+    else:
+        import pandas as pd
+        pd.DataFrame(rows).to_parquet(path)
+    out = ValidateOutputs(tmp_path / "validated.jsonl", tmp_path / "rejects.jsonl", tmp_path / "validate.json")
+    validate_files(path, out, ValidateConfig(max_line_bytes=500, max_reject_fraction=1.0))
+    rejects = read_jsonl(out.rejects)
+    assert [r["reason"] for r in rejects] == ["line_too_long"] and "max_line_bytes = 500" in rejects[0]["detail"]
+    assert [r["prompt"] for r in read_jsonl(out.validated)] == ["Question 0?", "Question 2?"]
+    validate_files(path, out, ValidateConfig(max_line_bytes=1000, max_reject_fraction=1.0))
+    assert len(read_jsonl(out.validated)) == 3
+
+
 def test_a_json_file_of_lines_is_still_jsonl_and_a_gzipped_array_with_a_bom_is_an_array(tmp_path):
     lines = tmp_path / "lines.json"
     lines.write_text("\n".join(json.dumps(pair(k)) for k in range(3)) + "\n")

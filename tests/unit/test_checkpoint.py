@@ -232,6 +232,16 @@ def python_ctrl_c():
     signal.signal(signal.SIGINT, previous)
 
 
+def test_ranks_agree_on_the_highest_signal_any_of_them_asked_for():
+    """The requests of three ranks summed as the training loop sums them: SIGTERM wins over SIGINT, none is 0."""
+    ranks = [preemption.StopOnSignal() for _ in range(3)]
+    ranks[1].signum, ranks[2].signum = signal.SIGINT, signal.SIGTERM
+    summed = sum(stop.request_counts() for stop in ranks).tolist()
+    assert ranks[0].from_counts(summed) == signal.SIGTERM
+    assert ranks[0].from_counts(sum(stop.request_counts() for stop in ranks[:2]).tolist()) == signal.SIGINT
+    assert ranks[0].from_counts(ranks[0].request_counts().tolist()) == 0
+
+
 def test_a_signal_becomes_a_request_and_the_handlers_come_back(python_ctrl_c):
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with preemption.StopOnSignal() as stop:

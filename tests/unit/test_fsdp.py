@@ -105,8 +105,6 @@ def test_fsdp_on_one_process_stops_before_any_work():
 
 @pytest.mark.parametrize("params,problem", [
     ({"strategy": "zero3"}, "train.strategy: must be one of ddp, fsdp, got 'zero3'"),
-    ({"strategy": "fsdp", "eval_every": 5}, "train.eval_every: validation during training is not available with "
-                                            "train.strategy=fsdp; set train.eval_every=0"),
 ])
 def test_bad_strategy_settings_stop_with_one_line_naming_the_key(params, problem):
     with pytest.raises(UserError) as raised:
@@ -124,3 +122,23 @@ def test_the_run_key_of_fsdp_leaves_the_process_count_out_so_its_checkpoints_res
     assert key(strategy="fsdp", nproc_per_node=2) == key(strategy="fsdp", nproc_per_node=4)
     assert key(strategy="ddp", nproc_per_node=2) != key(strategy="ddp", nproc_per_node=4)  # DDP's do not
     assert key(strategy="fsdp", nproc_per_node=2) != key(strategy="ddp", nproc_per_node=2)
+
+
+def test_a_sharded_model_scores_in_the_calling_thread_in_order(one_rank, monkeypatch):
+    """CPU scoring runs batches on a thread pool; a sharded model's forwards all-gather from every rank, which must
+    issue them in one order: they run one after another in the caller's thread, with the plain model's rewards."""
+    import threading
+
+    from rewardkit.modeling.inference import score_sequences
+
+    model = build("deberta").eval()
+    plain = copy.deepcopy(model)
+    fsdp.shard(model, torch.device("cpu"), one_rank, bf16=False)
+    threads = []
+    model.register_forward_pre_hook(lambda *_: threads.append(threading.current_thread()))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # what would make a pool of 2 scoring threads
+    sequences = [[1, *range(5, 5 + n), 2] for n in (3, 9, 17, 30, 6, 12)]
+    got = score_sequences(model, sequences, 0, 2, torch.device("cpu"))
+    want = score_sequences(plain, sequences, 0, 2, torch.device("cpu"))
+    assert len(threads) == 3 and set(threads) == {threading.current_thread()}
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)

@@ -110,3 +110,23 @@ def test_lengths_from_the_host_give_the_same_rewards(base):
     sequences, _ = pairs.sequences(list(range(6)))
     inputs = pad_batch(sequences, tokenizer.pad_token_id)
     assert torch.equal(model(*inputs, lengths=[len(s) for s in sequences]), model(*inputs))
+
+
+def test_several_ranks_agree_on_a_stop_within_the_one_read(base, monkeypatch, tmp_path):
+    """With more than one rank the stop requests ride in the step's all-reduce: still one read per step (a
+    one-process gloo group stands in for the job; `Ranks` says two, so the multi-rank branches run)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'process_group'}", rank=0, world_size=1)
+    try:
+        real = optimization.optimize
+
+        def two_ranks(model, pairs, cfg, device, ranks, *args, **kwargs):
+            return real(model, pairs, cfg, device, Ranks(rank=0, world=2), *args, **kwargs)
+
+        monkeypatch.setattr(optimization, "optimize", two_ranks)
+        between, curve = reads_per_step(*base, monkeypatch, tmp_path)
+    finally:
+        dist.destroy_process_group()
+    assert len(between) == 3 and all(reads == ["Tensor.tolist"] for reads in between), between
+    assert all(math.isfinite(r["loss"]) for r in curve)

@@ -116,7 +116,7 @@ def test_center_rewards_coef_pulls_the_reward_mean_to_zero(tmp_path, tiny_base):
 
 def test_compile_traces_transformers_forward_at_lengths_padded_to_64(tmp_path, tiny_base, monkeypatch):
     """The CPU proxy of train.compile: torch.compile with the eager backend (dynamo traces the model, the graph runs
-    as is), so it runs in seconds; tests/e2e/test_cli.py runs the default backend."""
+    as is), so it runs in seconds; tests/e2e/test_compile.py runs the default backend (inductor)."""
     from rewardkit.modeling.fast import deberta as fast_deberta
 
     compiled, widths, fast_calls = [], [], []

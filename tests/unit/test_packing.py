@@ -199,3 +199,28 @@ def test_best_of_n_computes_the_prompt_once_and_matches_hugging_face(tiny_llama,
         theirs = [theirs_model(**theirs_tok(prompt + c + theirs_tok.eos_token, return_tensors="pt")).logits[0, 0]
                   .item() for c in candidates]
     assert ours == pytest.approx(theirs, abs=1e-5)
+
+
+def test_a_sliding_window_in_a_packed_row_covers_the_wrong_tokens_so_such_models_are_refused():
+    """Why sliding-window bases are not packed: transformers counts the window in row indices, so packed rewards
+    differ from the unshared forward (the rejected answer sits after the chosen one); Mistral with a window,
+    Qwen2 with use_sliding_window and Gemma 2 are refused with their reason, plain Qwen2 (full layers) packs."""
+    from transformers import Gemma2Config, Gemma2ForSequenceClassification
+
+    torch.manual_seed(0)
+    mistral = MistralForSequenceClassification(MistralConfig(**SIZES, sliding_window=8,
+                                                             attn_implementation="sdpa")).float().eval()
+    sequences = pairs(np.random.default_rng(5))
+    packed = packing.pack(sequences, 0, packing.pair_groups(4))
+    with torch.no_grad():
+        got = packing.packed_rewards(mistral, packed.input_ids, packed.layout)
+        want = one_by_one(RewardModel(mistral, "cls"), sequences)
+    assert (got - want).abs().max() > 1e-3  # the packed mask would not be exact: hence the refusal
+    assert "sliding-window" in packing.unsupported_reason(mistral)
+    assert not RewardModel(mistral, "cls").share_prefix
+    gemma2 = Gemma2ForSequenceClassification(Gemma2Config(**SIZES, head_dim=8, sliding_window=8,
+                                                          attn_implementation="eager"))
+    assert "sliding-window" in packing.unsupported_reason(gemma2)
+    assert packing.unsupported_reason(decoder("qwen2").hf) is None
+    assert "sliding-window" in packing.unsupported_reason(
+        decoder("qwen2", use_sliding_window=True, sliding_window=8, max_window_layers=0).hf)

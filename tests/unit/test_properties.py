@@ -20,3 +20,9 @@ def test_the_score_input_check_accepts_or_refuses_in_one_line(file):
 @given(p.requests)
 def test_the_server_request_models_accept_only_meaningful_requests(body):
     event(p.check_request(body))
+
+
+@p.FAST
+@given(p.split_cases())
+def test_split_keeps_prompt_groups_whole_near_the_target_and_stable_under_append(case):
+    p.check_split(*case)

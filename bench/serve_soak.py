@@ -1,0 +1,128 @@
+"""A bounded soak of the reward server (`python -m bench.serve --soak [--soak-minutes 3]`): `clients` clients send
+POST /score_pairs back to back for the whole run, while slow clients trickle a request body a byte a second and
+idle connections open and say nothing, both reopened each time the server drops them.
+
+The run is cut in WINDOWS equal windows; the first is warm-up. Targets: server RSS at the end of every later window
+within 5% of its value after warm-up, p99 latency of the last window within 20% of the first after warm-up, no
+error, a fixed probe request's rewards the same in every window (within TOLERANCE), every slow client answered 408
+and every idle connection closed by the server (within its timeout plus a margin) while the others are served.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+import psutil
+
+WINDOWS, TOLERANCE = 6, 1e-5
+RSS_GROWTH, P99_DRIFT, MARGIN_S = 0.05, 0.20, 3.0
+
+
+async def trickle(host: str, port: int, until: float) -> list[tuple[bytes, float]]:
+    """A slow client, over and over until `until`: a body sent a byte a second; (status line, seconds) per drop."""
+    out = []
+    while time.monotonic() < until - 1:
+        reader, writer = await asyncio.open_connection(host, port)
+        start = time.monotonic()
+        writer.write(b"POST /score_pairs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n")
+        answer = b""
+        while not reader.at_eof() and time.monotonic() < until + MARGIN_S:
+            writer.write(b" ")
+            try:
+                answer += await asyncio.wait_for(reader.read(4096), 1.0)
+            except (TimeoutError, asyncio.TimeoutError):
+                continue
+            except ConnectionError:
+                break
+        out.append((answer.split(b"\r\n", 1)[0], time.monotonic() - start))
+        writer.close()
+    return out
+
+
+async def idle(host: str, port: int, until: float, wait_s: float) -> list[float]:
+    """An idle connection, over and over until `until`: seconds until the server closed each (inf: not within
+    `wait_s`, however late in the run it was opened)."""
+    out = []
+    while time.monotonic() < until - 1:
+        reader, writer = await asyncio.open_connection(host, port)
+        start = time.monotonic()
+        try:
+            await asyncio.wait_for(reader.read(), wait_s)
+            out.append(time.monotonic() - start)
+        except (TimeoutError, asyncio.TimeoutError):
+            out.append(float("inf"))
+        except ConnectionError:
+            out.append(time.monotonic() - start)
+        writer.close()
+    return out
+
+
+async def soak(url: str, pid: int, seconds: float, clients: int, requests: list[list[dict]], slow: int = 4,
+               idle_connections: int = 64, keep_alive_s: float = 5.0) -> dict:
+    """Run the soak against the server at `url` (process `pid`, its --keep-alive-s `keep_alive_s`); the figures
+    `verdicts` judges."""
+    where = urlparse(url)
+    start = time.monotonic()
+    until, window_s = start + seconds, seconds / WINDOWS
+    latencies: list[list[float]] = [[] for _ in range(WINDOWS)]
+    rss, probes, errors = [], [], 0
+    probe = {"pairs": requests[0]}
+    limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        async def client(k: int) -> None:
+            nonlocal errors
+            i = k
+            while time.monotonic() < until:
+                sent = time.monotonic()
+                try:
+                    (await http.post("/score_pairs", json={"pairs": requests[i % len(requests)]})).raise_for_status()
+                    latencies[min(WINDOWS - 1, int((sent - start) / window_s))].append(time.monotonic() - sent)
+                except httpx.HTTPError:
+                    errors += 1
+                i += clients
+
+        async def monitor() -> None:
+            for w in range(WINDOWS):
+                await asyncio.sleep(max(0.0, start + (w + 1) * window_s - time.monotonic() - 0.5))
+                answer = (await http.post("/score_pairs", json=probe)).json()["pairs"]
+                probes.append([x for p in answer for x in (p["reward_chosen"], p["reward_rejected"])])
+                rss.append(psutil.Process(pid).memory_info().rss)
+
+        tasks = [client(k) for k in range(clients)] + [monitor()]
+        tasks += [trickle(where.hostname, where.port, until) for _ in range(slow)]
+        tasks += [idle(where.hostname, where.port, until, keep_alive_s + MARGIN_S) for _ in range(idle_connections)]
+        done = await asyncio.gather(*tasks)
+    slow_drops = [d for found in done[clients + 1:clients + 1 + slow] for d in found]
+    idle_drops = [s for found in done[clients + 1 + slow:] for s in found]
+    p99 = [float(np.percentile(np.array(w) * 1000, 99)) if w else float("nan") for w in latencies]
+    return {"seconds": seconds, "clients": clients, "requests": sum(map(len, latencies)), "errors": errors,
+            "rss_mb": [round(r / 2 ** 20, 1) for r in rss], "p99_ms": [round(p, 1) for p in p99],
+            "probe_diff": max(abs(a - b) for p in probes for a, b in zip(p, probes[0])),
+            "slow_drops": [(status.decode(errors="replace"), round(s, 1)) for status, s in slow_drops],
+            "idle_drops_s": [round(s, 1) for s in idle_drops]}
+
+
+def verdicts(fig: dict, keep_alive_s: float, body_timeout_s: float) -> list[tuple[str, bool]]:
+    """(what was measured against which target, met) per target."""
+    rss, p99 = fig["rss_mb"], fig["p99_ms"]
+    growth = max(rss[1:]) / rss[0] - 1
+    drift = p99[-1] / p99[1] - 1
+    slow_ok = bool(fig["slow_drops"]) and all(status.startswith("HTTP/1.1 408") and s <= body_timeout_s + MARGIN_S
+                                              for status, s in fig["slow_drops"])
+    idle_ok = bool(fig["idle_drops_s"]) and max(fig["idle_drops_s"]) <= keep_alive_s + MARGIN_S
+    return [(f"RSS growth after warm-up <= {RSS_GROWTH:.0%}: {growth:+.1%} ({rss[0]} -> max {max(rss[1:])} MB)",
+             growth <= RSS_GROWTH),
+            (f"p99 drift, first window after warm-up vs last, <= {P99_DRIFT:.0%}: {drift:+.1%} ({p99[1]} -> "
+             f"{p99[-1]} ms)", drift <= P99_DRIFT),
+            (f"errors: {fig['errors']} of {fig['requests']} requests", fig["errors"] == 0),
+            (f"probe rewards unchanged (<= {TOLERANCE:g}): max diff {fig['probe_diff']:.1e}",
+             fig["probe_diff"] <= TOLERANCE),
+            (f"slow clients answered 408 within --body-timeout-s {body_timeout_s:g} + {MARGIN_S:g} s: "
+             f"{len(fig['slow_drops'])} drops, longest {max((s for _, s in fig['slow_drops']), default=0)} s",
+             slow_ok),
+            (f"idle connections closed within --keep-alive-s {keep_alive_s:g} + {MARGIN_S:g} s: "
+             f"{len(fig['idle_drops_s'])} drops, longest {max(fig['idle_drops_s'], default=0)} s", idle_ok)]
