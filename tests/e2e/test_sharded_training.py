@@ -24,8 +24,10 @@ from tests.conftest import (
     easy_rows,
     evaluate_paths,
     live_curve,
+    live_plot,
     prepare_stage_inputs,
     run_stage,
+    train_summary,
     watch_training,
     write_params,
 )
@@ -214,10 +216,10 @@ def test_validation_during_training_runs_under_fsdp_as_under_ddp(tiny_base, tmp_
         done = {name: future.result() for name, future in futures.items()}
     for run in done.values():
         assert run.returncode == 0 and run.workers == 2, run.output
-    curves = {name: (work / "metrics/validation_curve.csv").read_text().splitlines() for name, work in dirs.items()}
-    assert curves["ddp"][0] == curves["fsdp"][0] == "step,val_loss,val_accuracy"
+    curves = {name: live_plot(work, "train", "validation") for name, work in dirs.items()}
     assert len(curves["fsdp"]) == len(curves["ddp"]) >= 4  # every 2 steps and after the last one
-    for a, b in zip(curves["ddp"][1:], curves["fsdp"][1:]):
-        assert [float(v) for v in b.split(",")] == pytest.approx([float(v) for v in a.split(",")], abs=1e-4)
-    metrics = json.loads((dirs["fsdp"] / "metrics/train.json").read_text())
+    for a, b in zip(curves["ddp"], curves["fsdp"]):
+        assert list(a) == list(b) == ["step", "val_loss", "val_accuracy"] and a["step"] == b["step"]
+        assert [b["val_loss"], b["val_accuracy"]] == pytest.approx([a["val_loss"], a["val_accuracy"]], abs=1e-4)
+    metrics = train_summary(dirs["fsdp"])
     assert metrics["validation_pairs"] > 0 and "best_validation_loss" in metrics
