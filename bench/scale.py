@@ -170,8 +170,8 @@ def processed(stage: str, workdir: Path, params: dict) -> tuple[int, str]:
         stores = [read(f"data/tokens/{s}/store.json") for s in ("train", "eval")]
         return sum(s["pairs_read"] for s in stores), "pairs tokenized"
     if stage == "train":
-        train = read("metrics/train.json")
-        trained = min(train["steps"] * params["train"]["batch_size"], train["pairs_used"] * train["epochs"])
+        train = read("metrics/train/metrics.json")  # the dvclive summary: "step" is the last step's
+        trained = min(train["step"] * params["train"]["batch_size"], train["pairs_used"] * train["epochs"])
         scored = train.get("stats_pairs", train["pairs_used"])
         return trained + scored, f"pairs: {trained:,} trained on + {scored:,} scored for the train metrics"
     return read("metrics/eval.json")["pairs"], "pairs evaluated"

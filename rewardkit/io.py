@@ -1,8 +1,7 @@
-"""File outputs written atomically (a crash never leaves a half-written file for DVC), JSON/CSV/JSONL helpers."""
+"""File outputs written atomically (a crash never leaves a half-written file for DVC), JSON/JSONL helpers."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import os
@@ -111,15 +110,6 @@ def write_json(path: str | os.PathLike, obj: object) -> None:
     """Write JSON atomically with sorted keys, so identical values give identical bytes."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> None:
-    """Write rows as CSV atomically (the plot data DVC reads); columns in the order of the first row."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames or list(rows[0]), lineterminator="\n",
-                                extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -16,10 +16,10 @@ from rewardkit.evaluation.job import EvaluatePaths, evaluate_model  # noqa: E402
 PATHS = {"store": "token store of the held-out pairs", "model": "trained reward model directory",
          "release": "directory to write the released model (the trained one and its model card) to",
          "scores": "JSONL of per-pair rewards to write", "metrics": "JSON of the evaluation metrics",
-         "histogram": "CSV of the reward histogram", "calibration": "CSV of the calibration curve",
-         "groups": "CSV of accuracy per source/subset group", "extra_dir": "directory of the extra set files",
+         "live": "dvclive directory of the plots (reward histogram, calibration curve, accuracy per group and per "
+                 "length difference)",
+         "extra_dir": "directory of the extra set files",
          "extra_out": "directory for the extra sets' validated rows, token stores and per-answer scores",
-         "length_buckets": "CSV of accuracy per bucket of length difference",
          "eval_rows": "JSONL of the held-out split's rows (texts for the report)",
          "report": "self-contained HTML report to write"}
 
@@ -30,9 +30,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    paths = EvaluatePaths(args.store, args.model, args.release, args.scores, args.metrics, args.histogram,
-                          args.calibration, args.groups, args.extra_dir, args.extra_out, args.length_buckets,
-                          args.eval_rows, args.report)
+    paths = EvaluatePaths(args.store, args.model, args.release, args.scores, args.metrics, args.live,
+                          args.extra_dir, args.extra_out, args.eval_rows, args.report)
     evaluate_model(paths, load(EvaluateConfig), load(ValidateConfig),
                    use_margin=load(TrainConfig).use_margin)  # the loss's margin rule, as in training
 

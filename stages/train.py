@@ -16,8 +16,8 @@ from rewardkit.training.job import TrainPaths, train_stage  # noqa: E402
 
 PATHS = {"store": "token store of the training pairs", "tokenizer": "the tokenizer the store was made with",
          "model": "directory to write the reward model to",
-         "metrics": "JSON of the training metrics", "curve": "CSV of loss, accuracy and lr per step",
-         "validation_curve": "CSV of the validation slice's loss and accuracy (train.eval_every)",
+         "live": "dvclive directory: metrics.json (the training metrics), plots/metrics/*.tsv (epoch, loss, accuracy "
+                 "and lr per step), plots/custom/validation.json (train.eval_every)",
          "scratch": "git-ignored directory for scratch bases and resumable checkpoints"}
 
 
@@ -28,8 +28,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
-    paths = TrainPaths(args.store, args.tokenizer, args.model, args.metrics, args.curve, args.validation_curve,
-                       args.scratch)
+    paths = TrainPaths(args.store, args.tokenizer, args.model, args.live, args.scratch)
     code = train_stage(paths, load(ModelConfig), load(TrainConfig), "stages.train", argv)
     if code:
         sys.exit(code)

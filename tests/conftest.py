@@ -78,6 +78,32 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+# the stages' dvclive directories (dvc.yaml's --live paths) and what dvclive writes in them
+def train_summary(work: Path) -> dict:
+    """metrics/train/metrics.json: the train stage's dvclive summary (its metrics)."""
+    return json.loads((work / "metrics/train/metrics.json").read_text(encoding="utf-8"))
+
+
+def live_series(work: Path, name: str) -> list[tuple[int, float]]:
+    """(step, value) rows of the train stage's per-step metric `name` (metrics/train/plots/metrics/<name>.tsv)."""
+    lines = (work / "metrics/train/plots/metrics" / f"{name}.tsv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == f"step\t{name}", lines[0]
+    return [(int(step), float(value)) for step, value in (line.split("\t") for line in lines[1:])]
+
+
+def live_curve(work: Path) -> list[dict]:
+    """The train stage's per-step records ({"step", "epoch", "loss", "accuracy", "lr"}) joined from its .tsv files."""
+    series = {name: live_series(work, name) for name in ("epoch", "loss", "accuracy", "lr")}
+    steps = [step for step, _ in series["loss"]]
+    assert all([step for step, _ in rows] == steps for rows in series.values())
+    return [{"step": step, **{name: rows[i][1] for name, rows in series.items()}} for i, step in enumerate(steps)]
+
+
+def live_plot(work: Path, stage: str, name: str) -> list[dict]:
+    """The rows of a custom plot, metrics/<stage>/plots/custom/<name>.json."""
+    return json.loads((work / "metrics" / stage / "plots/custom" / f"{name}.json").read_text(encoding="utf-8"))
+
+
 # --------------------------------------------------------------------------------------------------- models
 def tiny_config(**overrides) -> dict:
     """DebertaV2Config values of a test-size DeBERTa-v3 (everything but the sizes as in deberta-v3-small)."""
@@ -178,17 +204,15 @@ def train_paths(work: Path):
     from rewardkit.training.job import TrainPaths
 
     p = _paths("train", work)
-    return TrainPaths(p["store"], p["tokenizer"], p["model"], p["metrics"], p["curve"], p["validation_curve"],
-                      p["scratch"])
+    return TrainPaths(p["store"], p["tokenizer"], p["model"], p["live"], p["scratch"])
 
 
 def evaluate_paths(work: Path):
     from rewardkit.evaluation.job import EvaluatePaths
 
     p = _paths("evaluate", work)
-    return EvaluatePaths(p["store"], p["model"], p["release"], p["scores"], p["metrics"], p["histogram"],
-                         p["calibration"], p["groups"], p["extra_dir"], p["extra_out"], p["length_buckets"],
-                         p["eval_rows"], p["report"])
+    return EvaluatePaths(p["store"], p["model"], p["release"], p["scores"], p["metrics"], p["live"],
+                         p["extra_dir"], p["extra_out"], p["eval_rows"], p["report"])
 
 
 def write_params(directory: Path, sections: dict[str, dict]) -> Path:

@@ -1,11 +1,12 @@
 """One input file of the validate stage, whatever its kind and format: the checks of its rows (pass 1, in
 parallel byte ranges for plain JSONL) and the rows again for writing (pass 2).
 
-A row is a raw line (bytes) for JSONL and gzipped JSONL, a parsed value for Parquet and JSON arrays. Kept rows of
+A row is a raw line (bytes) for JSONL and gzipped JSONL, a parsed value for Parquet, Arrow (`datasets`) and JSON
+arrays. Kept rows of
 the explicit format are copied byte-exact; rows of the other formats, rows from Parquet or JSON arrays, rows with
 lists of answers (`rewardkit.data.answers`: one output row per chosen x rejected pair) and rows that need a `source`
 are written as explicit JSON rows with every other field kept. Rows are numbered as their file counts them: JSONL
-lines from 1, JSON array elements by their 0-based index (`row_label`).
+lines from 1, JSON array elements and `datasets` rows by their 0-based index, as `ds[i]` counts (`row_label`).
 """
 from __future__ import annotations
 
@@ -18,14 +19,17 @@ from typing import Iterator
 import numpy as np
 
 from rewardkit.data.answers import EXPANDED_FROM, expanded_rows, has_answer_lists
+from rewardkit.data.arrow_files import arrow_rows
 from rewardkit.data.checks import CODE, check_line, check_row, check_value_size
 from rewardkit.data.formats import EXPLICIT, row_format, to_explicit_row
 from rewardkit.data.lines import file_lines, map_line_ranges, parse_json
 from rewardkit.data.readers import (
+    ARROW,
     JSON_ARRAY,
     JSON_ARRAY_GZ,
     JSONL,
     PARQUET,
+    SAVED_DATASET,
     file_kind,
     gzip_lines,
     json_array_rows,
@@ -34,6 +38,8 @@ from rewardkit.data.readers import (
 from rewardkit.text import json_kind
 
 SNIFF_ROWS = 10_000  # rows read to detect a file's format: the first row that names its fields decides
+INDEXED = (JSON_ARRAY, JSON_ARRAY_GZ, ARROW, SAVED_DATASET)  # kinds whose rows are named by a 0-based index
+COLUMNAR = (PARQUET, ARROW, SAVED_DATASET)  # kinds with typed columns, where a missing margin is a null
 
 
 def check_range(path: Path, start: int, end: int, limit: int, fmt: str) -> tuple[bytes, bytes]:
@@ -57,13 +63,17 @@ class InputFile:
 
     def row_label(self, number: int) -> tuple[str, int]:
         """How a reject names row `number` (1-based in file order): ("index", number - 1) for the elements
-        of a JSON array, counted from 0 as its indexes are; ("line", number) for every other file."""
-        return ("index", number - 1) if self.kind in (JSON_ARRAY, JSON_ARRAY_GZ) else ("line", number)
+        of a JSON array and the rows of a `datasets` dataset or .arrow file, counted from 0 as their indexes are;
+        ("line", number) for every other file."""
+        return ("index", number - 1) if self.kind in INDEXED else ("line", number)
 
     def rows(self) -> Iterator[bytes | dict]:
-        """Every row in file order: raw lines (without their ending) or, for Parquet and JSON arrays, values."""
+        """Every row in file order: raw lines (without their ending) or, for Parquet, Arrow and JSON arrays,
+        values."""
         if self.kind == PARQUET:
             return parquet_rows(self.path)
+        if self.kind in (ARROW, SAVED_DATASET):
+            return arrow_rows(self.path)
         if self.kind in (JSON_ARRAY, JSON_ARRAY_GZ):
             return json_array_rows(self.path)
         if self.kind == JSONL:
@@ -88,7 +98,7 @@ class InputFile:
             return CODE["not_object"], f"expected a JSON object with prompt/chosen/rejected, got {json_kind(row)}", b""
         if (too_long := check_value_size(row, self.limit)) is not None:
             return too_long
-        return check_row(row, self.format, null_margin=self.kind == PARQUET)
+        return check_row(row, self.format, null_margin=self.kind in COLUMNAR)
 
     def first_pass(self, workers: int) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the reason code (OK if it passed the per-row checks) and, for OK rows, (n_ok, 3) uint64

@@ -1,7 +1,8 @@
 """Input files in bounded memory: `.jsonl` (scanned in parallel byte ranges by `rewardkit.data.lines`), `.jsonl.gz`
 (streamed through gzip), `.parquet` (read with pyarrow in record batches) and `.json` / `.json.gz` holding one
 array of rows, as RM-Bench ships its files (streamed element by element with ijson, so a multi-GB array is never
-loaded whole). A `.json` file whose first character is not "[" is read as JSONL, as before."""
+loaded whole). A `.json` file whose first character is not "[" is read as JSONL, as before. Hugging Face `datasets`
+directories (`save_to_disk`) and `.arrow` files are read in record batches by `rewardkit.data.arrow_files`."""
 from __future__ import annotations
 
 import gzip
@@ -9,16 +10,23 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
+from rewardkit.data.arrow_files import is_saved_dataset, saved_splits
 from rewardkit.data.lines import BOM, CHUNK, iter_lines
 from rewardkit.errors import UserError
 
 JSONL, JSONL_GZ, PARQUET, JSON_ARRAY, JSON_ARRAY_GZ = "jsonl", "jsonl.gz", "parquet", "json", "json.gz"
-SUFFIXES = {".jsonl": JSONL, ".json": JSONL, ".jsonl.gz": JSONL_GZ, ".json.gz": JSONL_GZ, ".parquet": PARQUET}
+ARROW, SAVED_DATASET = "arrow", "datasets"  # one .arrow file; a `datasets` save_to_disk directory
+SUFFIXES = {".jsonl": JSONL, ".json": JSONL, ".jsonl.gz": JSONL_GZ, ".json.gz": JSONL_GZ, ".parquet": PARQUET,
+            ".arrow": ARROW}
+SUPPORTED = ".jsonl, .jsonl.gz, .json (one array of rows), .parquet, .arrow or a datasets save_to_disk directory"
 PARQUET_BATCH_ROWS = 4096
 
 
 def file_kind(path: Path) -> str:
-    """The reader a file needs, from its name (and, for `.json` / `.json.gz`, its first non-blank character)."""
+    """The reader a file needs, from its name (and, for `.json` / `.json.gz`, its first non-blank character); a
+    `datasets` save_to_disk directory is read as one input."""
+    if is_saved_dataset(path):
+        return SAVED_DATASET
     name = path.name.lower()
     for suffix in sorted(SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
@@ -26,8 +34,7 @@ def file_kind(path: Path) -> str:
             if suffix in (".json", ".json.gz") and _starts_an_array(path, gz=suffix == ".json.gz"):
                 return JSON_ARRAY_GZ if suffix == ".json.gz" else JSON_ARRAY
             return kind
-    raise UserError(f"{path}: unsupported file type; data files must be .jsonl, .jsonl.gz, .json (one array of "
-                    "rows) or .parquet")
+    raise UserError(f"{path}: unsupported file type; data files must be {SUPPORTED}")
 
 
 def _starts_an_array(path: Path, gz: bool) -> bool:
@@ -61,17 +68,17 @@ def json_array_rows(path: Path) -> Iterator[object]:
 
 
 def data_files(path: str | list[str], data_dir: str) -> list[Path]:
-    """The files `data.path` names: one file, a list of files, or a directory (its supported files in name order).
-    Every file must lie under `data.dir`, the directory dvc.yaml tracks, or DVC would not notice a change."""
+    """The inputs `data.path` names: one file, a list of files, or a directory (its supported files in name order,
+    a `datasets` save_to_disk directory in it as one input). A save_to_disk directory is one input; a DatasetDict's,
+    one input a split. Every input must lie under `data.dir`, the directory dvc.yaml tracks, or DVC would not
+    notice a change."""
     entries = [path] if isinstance(path, str) else list(path)
     files: list[Path] = []
     for entry in map(Path, entries):
         if entry.is_dir():
-            found = sorted(p for p in entry.rglob("*") if p.is_file() and any(
-                p.name.lower().endswith(s) for s in SUFFIXES))
+            found = directory_inputs(entry)
             if not found:
-                raise UserError(f"data directory {entry} (data.path) holds no .jsonl, .jsonl.gz, .json or .parquet "
-                                "file")
+                raise UserError(f"data directory {entry} (data.path) holds no data: none of {SUPPORTED}")
             files += found
         elif not entry.exists():
             raise UserError(f"data file not found: {entry} (data.path in params.yaml points there)")
@@ -85,6 +92,22 @@ def data_files(path: str | list[str], data_dir: str) -> list[Path]:
     if len(set(files)) != len(files):
         raise UserError(f"data.path names a file more than once: {', '.join(map(str, files))}")
     return files
+
+
+def directory_inputs(directory: Path) -> list[Path]:
+    """The inputs under `directory` in path order: `datasets` save_to_disk directories whole (a DatasetDict's as
+    its splits, in its order), every other supported file by itself."""
+    if is_saved_dataset(directory):
+        return [directory]
+    if (splits := saved_splits(directory)) is not None:
+        return splits
+    found: list[Path] = []
+    for child in sorted(directory.iterdir()):
+        if child.is_dir():
+            found += directory_inputs(child)
+        elif child.is_file() and any(child.name.lower().endswith(s) for s in SUFFIXES):
+            found.append(child)
+    return found
 
 
 def gzip_lines(path: Path, limit: int) -> Iterator[bytes]:

@@ -32,6 +32,7 @@ from typing import BinaryIO
 import numpy as np
 
 from rewardkit.config import ValidateConfig
+from rewardkit.data.arrow_files import dataset_shards, is_saved_dataset
 from rewardkit.data.checks import CODE, OK, REASONS
 from rewardkit.data.input_files import InputFile
 from rewardkit.data.lines import CHUNK, default_workers
@@ -135,6 +136,9 @@ def check_data_file(path: Path) -> None:
     where = f"{path} (data.path in params.yaml points there)"
     if not path.exists():
         raise UserError(f"data file not found: {where}")
+    if is_saved_dataset(path):
+        dataset_shards(path)  # a shard state.json lists but the directory lacks: one line, before any row is read
+        return
     if path.is_dir():
         raise UserError(f"data file is a directory: {where}; point data.path at a JSONL file")
     try:

@@ -3,8 +3,9 @@ any extra evaluation sets with the trained model, without holding the rows; then
 
 Metrics per set: pairwise accuracy over ALL pairs with ties ½, tie rate, margin, BT loss, reward mean/std, ECE,
 accuracy by which side is longer, the "longer answer wins" baseline on the same pairs, and breakdowns by `source` and
-`subset` when pairs carry them (`rewardkit.evaluation.breakdowns`). Also per-pair scores of the eval split and the
-plot data (reward histogram, calibration curve, accuracy per group). """
+`subset` when pairs carry them (`rewardkit.evaluation.breakdowns`). Also per-pair scores of the eval split, and the
+plot data (reward histogram, calibration curve, accuracy per group and per length difference) as dvclive custom
+plots (`rewardkit.tracking`)."""
 from __future__ import annotations
 
 import json
@@ -23,17 +24,18 @@ from rewardkit.errors import UserError
 from rewardkit.evaluation.answer_scores import score_extra_set
 from rewardkit.evaluation.breakdowns import breakdowns, group_rows, pair_frame
 from rewardkit.evaluation.extra_sets import check_extra_sets, prepare_extra_set
-from rewardkit.evaluation.length_bias import LENGTH_COLUMNS, length_bias
+from rewardkit.evaluation.length_bias import length_bias
 from rewardkit.evaluation.metrics import pair_metrics, reward_histogram
 from rewardkit.evaluation.model_card import write_release
 from rewardkit.evaluation.report import ReportInputs, write_report, wrong_pairs
-from rewardkit.io import atomic_path, round_floats, write_csv, write_json
+from rewardkit.io import atomic_path, round_floats, write_json
 from rewardkit.modeling.artifact import load_artifact
 from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_precision
 from rewardkit.modeling.inference import score_sequences
 from rewardkit.modeling.model import RewardModel
 from rewardkit.modeling.objective import pair_correct
 from rewardkit.modeling.packing import pair_groups
+from rewardkit.tracking import write_plots
 
 
 @dataclass(frozen=True)
@@ -45,16 +47,13 @@ class EvaluatePaths:
     """Where the released model goes: the trained model's files plus its model card."""
     scores: Path
     metrics: Path
-    histogram: Path
-    calibration: Path
-    groups: Path
-    """CSV of accuracy per source/subset group (a bar plot)."""
+    live: Path
+    """dvclive's directory for the plots: plots/custom/{reward_histogram,calibration,accuracy_by_group,
+    accuracy_by_length_diff}.json."""
     extra_dir: Path
     """The directory holding every evaluate.extra_sets file (tracked by dvc.yaml)."""
     extra_out: Path
     """Working outputs of the extra sets: validated rows, rejects and token stores, one directory a set."""
-    length_buckets: Path | None = None
-    """CSV of accuracy per bucket of length difference (a bar plot)."""
     eval_rows: Path | None = None
     """The held-out split's rows (data/eval.jsonl), for the texts of the report's pairs."""
     report: Path | None = None
@@ -146,11 +145,11 @@ def evaluate_model(paths: EvaluatePaths, cfg: EvaluateConfig, validate_cfg: Vali
                                              encoding="utf-8")
 
     write_scores(paths.scores, columns["id"], chosen, rejected)
-    write_csv(paths.histogram, reward_histogram(chosen, rejected))
-    write_csv(paths.calibration, round_floats(calibration_curve))
-    write_csv(paths.groups, round_floats(groups), ["group", "accuracy", "pairs"])
-    if paths.length_buckets:
-        write_csv(paths.length_buckets, round_floats(length_rows), list(LENGTH_COLUMNS))
+    write_plots(paths.live, {
+        "reward_histogram": (reward_histogram(chosen, rejected), "reward", ["chosen", "rejected"]),
+        "calibration": (round_floats(calibration_curve), "confidence", ["accuracy", "confidence"]),
+        "accuracy_by_group": (round_floats(groups), "accuracy", "group"),
+        "accuracy_by_length_diff": (round_floats(length_rows), "accuracy", "length_diff")})
     metrics = round_floats(metrics)
     write_json(paths.metrics, metrics)
     if paths.report:

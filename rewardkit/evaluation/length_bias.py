@@ -17,7 +17,6 @@ import torch
 from rewardkit.modeling.objective import pair_correct
 
 LENGTH_DIFF_BUCKETS = (30, 100, 300, 1000)  # upper ends of |chosen − rejected| in characters; the last is open
-LENGTH_COLUMNS = ("length_diff", "order", "pairs", "accuracy", "baseline_longer_wins_accuracy")
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float | None:

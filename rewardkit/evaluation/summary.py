@@ -35,7 +35,7 @@ def _gaps(metrics: dict, indent: str) -> list[str]:
 def summary_lines(metrics_dir: Path) -> list[str]:
     """The summary, one string a line, each at most WIDTH characters (long lists are cut with '...')."""
     validate, split = _load(metrics_dir / "validate.json"), _load(metrics_dir / "split.json")
-    train, evaluation = _load(metrics_dir / "train.json"), _load(metrics_dir / "eval.json")
+    train, evaluation = _load(metrics_dir / "train" / "metrics.json"), _load(metrics_dir / "eval.json")
     lines = []
     if validate:
         lines.append(f"data: {validate['lines_read']:,} rows read, {validate['kept']:,} kept, "
@@ -45,7 +45,7 @@ def summary_lines(metrics_dir: Path) -> list[str]:
         lines.append(f"split: {split['train_pairs']:,} train / {split['eval_pairs']:,} eval pairs, "
                      f"{split['prompts_on_both_sides']} prompts on both sides")
     if train:
-        lines.append(f"train: {train['steps']} steps, {train['pairs_used']:,} pairs; truncated: prompt "
+        lines.append(f"train: {train['step']} steps, {train['pairs_used']:,} pairs; truncated: prompt "
                      f"{train['prompt_truncated']:,}, response {train['response_truncated']:,}; identical after "
                      f"truncation {train['identical_after_truncation']:,}")
     if evaluation:

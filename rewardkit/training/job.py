@@ -1,6 +1,6 @@
 """The train stage's job: fine-tune a Bradley–Terry reward model on the training split's token store and write the
-artifact, the training metrics (one pass over the training pairs, or an even sample of train.stats_pairs of them,
-with the final weights) and the training curve."""
+artifact and the training metrics (one pass over the training pairs, or an even sample of train.stats_pairs of them,
+with the final weights). The curve is logged through dvclive as training goes (`rewardkit.training.curve_log`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -21,7 +21,7 @@ from rewardkit.encoding.store import PairSubset, TokenStore
 from rewardkit.encoding.templates import TRUNCATION_POLICY, PairTemplate
 from rewardkit.encoding.tokenizers import load_saved_tokenizer
 from rewardkit.errors import UserError
-from rewardkit.io import directory_sha256, file_sha256, round_floats, write_csv, write_json
+from rewardkit.io import directory_sha256, file_sha256, round_floats
 from rewardkit.modeling.artifact import save_artifact
 from rewardkit.modeling.devices import enable_tf32, resolve_device, resolve_precision
 from rewardkit.modeling.inference import score_sequences
@@ -30,12 +30,10 @@ from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.modeling.packing import pair_groups, unsupported_reason
 from rewardkit.modeling.scratch import init_scratch_model
 from rewardkit.training import checkpoint, distributed, fsdp, launcher, lora, memory
+from rewardkit.training.curve_log import CurveLog
 from rewardkit.training.distributed import Ranks
 from rewardkit.training.loop import optimize
 from rewardkit.training.run_key import run_key
-
-CURVE_FIELDS = ["step", "epoch", "loss", "accuracy", "lr"]
-VALIDATION_FIELDS = ["step", "val_loss", "val_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -45,10 +43,8 @@ class TrainPaths:
     tokenizer: Path
     """The tokenizer the stores were made with."""
     model_dir: Path
-    metrics: Path
-    curve: Path
-    validation_curve: Path
-    """CSV of the validation slice's loss and accuracy (train.eval_every; only the header when that is off)."""
+    live: Path
+    """dvclive's directory: metrics.json (the summary), plots/metrics/*.tsv (per step), plots/custom/validation.json."""
     scratch: Path
     """Git-ignored working directory: scratch bases and resumable checkpoints."""
 
@@ -124,7 +120,9 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     validate = None if validation is None else (
         lambda: validation_metrics(model, validation, tokenizer.pad_token_id, 4 * cfg.batch_size, device,
                                    cfg.precision))
-    curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate)
+    log = CurveLog(paths.live) if ranks.is_main else None  # one writer under DDP and FSDP
+    curve = optimize(model, training, cfg, device, ranks, tokenizer.pad_token_id, ckpt_dir, validate=validate,
+                     on_step=log and log.on_step, on_resume=log and log.on_resume)
     if fsdp.is_sharded(model):  # every rank sends its shards; rank 0 scores and saves a plain copy, as with ddp
         model, adapted = fsdp.gather_plain(model, ranks, lambda: skeleton(model, cfg))
         model = model.to(device) if model is not None else None
@@ -133,9 +131,10 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
         if adapted is not None:  # the adapter saved, then merged: the artifact is a plain classifier
             adapter = paths.scratch / "adapter" / key
             lora.release(model, adapted, adapter, model_cfg.name)
-        write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device,
-                      {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})},
-                      adapter)
+        metrics = write_outputs(paths, model, tokenizer, template, training, curve, model_cfg, cfg, device,
+                                {**counts, **({"validation_pairs": len(validation)} if validation is not None else {})},
+                                adapter)
+        log.finish(metrics, len(curve))
         checkpoint.remove(ckpt_dir)
         if adapter is not None:
             shutil.rmtree(adapter)
@@ -219,9 +218,10 @@ def stats_sample(n: int, limit: int) -> np.ndarray:
 
 def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: PairTemplate, pairs: TokenStore,
                   curve: list[dict], model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
-                  counts: dict, adapter: Path | None = None) -> None:
-    """Score the training pairs (or a sample) with the final weights, then write the artifact (with the LoRA
-    `adapter` directory in it, when there is one), the curve and the metrics."""
+                  counts: dict, adapter: Path | None = None) -> dict:
+    """Score the training pairs (or a sample) with the final weights, write the artifact (with the LoRA `adapter`
+    directory in it, when there is one); returns the final metrics (the dvclive summary adds the last step's loss,
+    accuracy, lr and epoch, and "step")."""
     model.eval()
     picked = stats_sample(len(pairs), cfg.stats_pairs)
     sequences, segments = pairs.sequences(picked)
@@ -240,13 +240,10 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
     if adapter is not None:
         meta["lora"] = dataclasses.asdict(cfg.lora_settings())
     save_artifact(model, tokenizer, paths.model_dir, round_floats(meta, 8), adapter)
-    write_csv(paths.curve, round_floats(curve, 8), CURVE_FIELDS)
     validation = [r for r in curve if "val_loss" in r]
-    write_csv(paths.validation_curve, round_floats(validation, 8), VALIDATION_FIELDS)
     metrics = {"train_loss": train_loss, "train_accuracy": pair_correct(chosen, rejected).mean().item(),
-               "last_step_loss": curve[-1]["loss"], "steps": len(curve), "epochs": cfg.epochs,
-               "reward_mean": meta["reward_mean"], "reward_std": meta["reward_std"], "precision": cfg.precision,
-               **counts}
+               "epochs": cfg.epochs, "reward_mean": meta["reward_mean"], "reward_std": meta["reward_std"],
+               "precision": cfg.precision, **counts}
     if cfg.max_steps:
         metrics["max_steps"] = cfg.max_steps  # the run may have stopped before train.epochs
     if validation:
@@ -255,4 +252,4 @@ def write_outputs(paths: TrainPaths, model: RewardModel, tokenizer, template: Pa
                        best_validation_accuracy=best["val_accuracy"])
     if n < len(pairs):
         metrics["stats_pairs"] = n  # train_loss/accuracy and reward statistics from this many pairs
-    write_json(paths.metrics, round_floats(metrics))
+    return round_floats(metrics)

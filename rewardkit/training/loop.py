@@ -45,7 +45,8 @@ class TrainState:
 
 def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks: Ranks, pad_id: int,
              ckpt_dir: Path, on_step: Callable[[dict], None] | None = None,
-             validate: Callable[[], dict] | None = None) -> list[dict]:
+             validate: Callable[[], dict] | None = None,
+             on_resume: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Train `model` in place; returns the per-step curve. Resumes from `ckpt_dir` when a checkpoint is there.
 
     `on_step`, when given, is called right after each optimizer step with its curve record plus "tokens", the real
@@ -53,6 +54,8 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
     `validate`, when given, is called every train.eval_every steps and after the last one, the model in eval mode,
     on rank 0 (on every rank when the model is sharded: each forward gathers weights from all of them); what rank
     0's call returns (val_loss, val_accuracy) joins that step's curve record.
+    `on_resume`, when given, is called once with the curve records a resumed checkpoint restored (the train stage's
+    dvclive log writes them again).
 
     SIGTERM or SIGINT: the step under way is finished, a checkpoint is written (whatever train.checkpoint_every),
     then `preemption.Stopped` is raised, on every rank after the same step.
@@ -65,6 +68,8 @@ def optimize(model, pairs: Pairs, cfg: TrainConfig, device: torch.device, ranks:
     state = TrainState(model, optimizer, scheduler)
     with preemption.StopOnSignal() as stop:
         resume(state, ckpt_dir, ranks, total)  # even with checkpoint_every=0: a stop writes one
+        if on_resume is not None and state.curve:
+            on_resume(state.curve)
         ddp, forward = wrap_model(model, cfg, device, ranks)
         margin = torch.from_numpy(np.asarray(pairs.margin, dtype=np.float32))
         started, pairs_done = time.perf_counter(), 0

@@ -4,16 +4,14 @@ checkpoint to the bytes of a run that was never interrupted. Real `python -m sta
 base, the settings of tests/e2e/test_faults.py with train.precision=bf16."""
 from __future__ import annotations
 
-import json
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import easy_rows, prepare_stage_inputs
-from tests.e2e.test_faults import OUTPUTS, PARAMS, STEPS, STOP_AT, TRAIN, check_stopped, same_outputs, \
-    stopped_state, train
+from tests.conftest import easy_rows, prepare_stage_inputs, train_summary
+from tests.e2e.test_faults import OUTPUTS, PARAMS, STEPS, STOP_AT, check_stopped, same_outputs, stopped_state, train
 
 BF16 = {**PARAMS, "precision": "bf16"}
 
@@ -50,7 +48,7 @@ def test_two_bf16_runs_give_the_same_bytes_and_differ_from_fp32(runs):
     same_outputs(runs["bf16_again"][0], runs["bf16"][0])
     model = OUTPUTS[0]
     assert (runs["bf16"][0] / model).read_bytes() != (runs["fp32"][0] / model).read_bytes()  # bf16 really ran
-    assert json.loads((runs["bf16"][0] / TRAIN["--metrics"]).read_text())["precision"] == "bf16"
+    assert train_summary(runs["bf16"][0])["precision"] == "bf16"
 
 
 def test_a_bf16_run_killed_with_sigkill_resumes_byte_identical(runs):

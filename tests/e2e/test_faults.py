@@ -8,6 +8,7 @@ tmpfs file systems, which needs root (those tests skip without it).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -36,7 +37,7 @@ PARAMS = {"batch_size": 4, "max_length": 64, "epochs": 3, "lr": 1e-3, "warmup_ra
 STOP_AT = 5  # the signal goes out once the bar shows this step: after the periodic checkpoint of step 4
 TRAIN = dict(zip(stage_args("train")[::2], stage_args("train")[1::2]))  # --flag: path, as dvc.yaml gives them
 MODEL = TRAIN["--model"]
-OUTPUTS = (f"{MODEL}/model.safetensors", TRAIN["--metrics"], TRAIN["--curve"])
+OUTPUTS = (f"{MODEL}/model.safetensors", f"{TRAIN['--live']}/metrics.json", f"{TRAIN['--live']}/plots/metrics/loss.tsv")
 TIMEOUT = 180  # seconds any run may take: a hang fails the test, not the CI job
 STOPPED = re.compile(r"error: stopped by (SIG\w+) after step (\d+)/%d; its checkpoint is in \.scratch/train/(\w+): "
                      r"rerun the train stage \(dvc repro\) to resume from it" % STEPS)
@@ -87,10 +88,12 @@ def stopped_state(run: Run, work: Path) -> dict:
     """What a stopped run left: its step and checkpoint directory (from its line), the checkpoint files."""
     found = STOPPED.fullmatch((run.starting("error: ") or [""])[-1])
     if not found:
-        return {"step": None, "directory": None, "checkpoints": [], "outputs": []}
+        return {"step": None, "directory": None, "checkpoints": [], "model": None, "summary": None}
     directory = work / ".scratch" / "train" / found.group(3)
+    summary = work / OUTPUTS[1]
     return {"step": int(found.group(2)), "directory": directory, "checkpoints": checkpoints(directory),
-            "outputs": [name for name in OUTPUTS if (work / name).exists()]}
+            "model": (work / OUTPUTS[0]).exists(),
+            "summary": json.loads(summary.read_text()) if summary.exists() else None}
 
 
 def run_all(jobs: dict[str, tuple[Path, dict]]) -> dict[str, Run]:
@@ -153,8 +156,10 @@ def check_stopped(run: Run, work: Path, state: dict, signum: int = signal.SIGTER
     assert run.returncode == 128 + signum, run.output
     errors = run.starting("error: ")
     assert len(errors) == 1 and (found := STOPPED.fullmatch(errors[0])), run.output
-    assert "Traceback" not in run.output and not state["outputs"]
+    assert "Traceback" not in run.output and not state["model"], run.output
     step = state["step"]
+    # the dvclive summary, written every step, shows how far the run got and no final metric: no model was made
+    assert state["summary"]["step"] == step and "train_loss" not in state["summary"], state["summary"]
     assert found.group(1) == signal.Signals(signum).name and STOP_AT <= step < STEPS
     assert run.to_message < 10 and run.to_exit < 30, (run.to_message, run.to_exit)  # the step, then a checkpoint
     periodic = (step - 1) // 4 * 4  # the last periodic checkpoint before it

@@ -9,6 +9,12 @@ def ran(proc) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", proc.stdout)
 
 
+def metrics_files(repo) -> dict[str, bytes]:
+    """Every file under metrics/ (the dvclive directories included) by its path there."""
+    root = repo / "metrics"
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_dvc_repro_runs_four_stages_then_only_what_changed(repo_copy):
     write_jsonl(repo_copy / "dataset/small.jsonl", easy_rows(180) + [{"prompt": "User: hi\nAssistant:"}])
     write_params(repo_copy, SMALL_PIPELINE)
@@ -19,7 +25,8 @@ def test_dvc_repro_runs_four_stages_then_only_what_changed(repo_copy):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert ran(first) == ["validate", "split", "tokenize", "train", "evaluate"]
     lock = (repo_copy / "dvc.lock").read_text()
-    metrics = {p.name: p.read_bytes() for p in (repo_copy / "metrics").glob("*")}
+    metrics = metrics_files(repo_copy)
+    assert {"train/metrics.json", "train/plots/metrics/loss.tsv", "eval/plots/custom/calibration.json"} <= set(metrics)
     assert json.loads(metrics["validate.json"])["rejected_by_reason"]["missing_field"] == 1
 
     again = run_dvc(repo_copy, "repro")
@@ -29,7 +36,7 @@ def test_dvc_repro_runs_four_stages_then_only_what_changed(repo_copy):
     forced = run_dvc(repo_copy, "repro", "--force")  # same params and data: identical bytes, no dvc.lock churn
     assert forced.returncode == 0 and ran(forced) == ["validate", "split", "tokenize", "train", "evaluate"]
     assert (repo_copy / "dvc.lock").read_text() == lock
-    assert {p.name: p.read_bytes() for p in (repo_copy / "metrics").glob("*")} == metrics
+    assert metrics_files(repo_copy) == metrics
 
     write_params(repo_copy, {"evaluate": {"calibration_bins": 5}})
     proc = run_dvc(repo_copy, "repro")

@@ -18,23 +18,33 @@ from tests.conftest import git, run_dvc
 
 TEMPLATE = REPO / "plots" / "template.html"
 STEPS = np.arange(1, 41)
-# the columns the train and evaluate stages write, with plausible values
-CSVS = {
-    "metrics/train_curve.csv": ["step,epoch,loss,accuracy,lr"] + [
-        f"{s},{1 + s // 21},{0.69 * np.exp(-s / 15) + 0.05:.6f},{min(1.0, 0.5 + s / 60):.6f},{1e-3 * (1 - s / 41):.8f}"
-        for s in STEPS],
-    "metrics/eval_reward_hist.csv": ["reward,chosen,rejected"] + [
-        f"{x:.4f},{round(30 * np.exp(-(x - 1) ** 2 / 2))},{round(30 * np.exp(-(x + 1) ** 2 / 2))}"
-        for x in np.linspace(-3, 3, 30)],
-    "metrics/eval_calibration.csv": ["bin,confidence,accuracy,pairs"] + [
-        f"{b},{0.525 + 0.05 * b:.6f},{min(1.0, 0.5 + 0.06 * b):.6f},{10 + b}" for b in range(10)],
-    "metrics/validation_curve.csv": ["step,val_loss,val_accuracy"] + [
-        f"{s},{0.7 * np.exp(-s / 20) + 0.1:.6f},{min(1.0, 0.5 + s / 80):.6f}" for s in STEPS[4::5]],
-    "metrics/eval_by_group.csv": ["group,accuracy,pairs", "eval: source=forum,0.91,120", "eval: source=docs,0.78,80",
-                                  "rb: subset=mt-bench-hard,0.55,37"],
-    "metrics/eval_length_buckets.csv": ["length_diff,order,pairs,accuracy,baseline_longer_wins_accuracy",
-                                        "-30..-1,4,50,0.62,0.0", "0,5,10,0.7,0.5", "+1..30,6,60,0.81,1.0"],
+# the files the train and evaluate stages write through dvclive, with plausible values
+TSV = {name: [f"step\t{name}"] + [f"{s}\t{value}" for s, value in zip(STEPS, values)] for name, values in {
+    "loss": [f"{0.69 * np.exp(-s / 15) + 0.05:.6f}" for s in STEPS],
+    "accuracy": [f"{min(1.0, 0.5 + s / 60):.6f}" for s in STEPS],
+    "lr": [f"{1e-3 * (1 - s / 41):.8f}" for s in STEPS],
+    "epoch": [str(1 + s // 21) for s in STEPS]}.items()}
+CUSTOM = {
+    "metrics/eval/plots/custom/reward_histogram.json": [
+        {"reward": round(x, 4), "chosen": round(30 * np.exp(-(x - 1) ** 2 / 2)),
+         "rejected": round(30 * np.exp(-(x + 1) ** 2 / 2))} for x in np.linspace(-3, 3, 30).tolist()],
+    "metrics/eval/plots/custom/calibration.json": [
+        {"bin": b, "confidence": 0.525 + 0.05 * b, "accuracy": min(1.0, 0.5 + 0.06 * b), "pairs": 10 + b}
+        for b in range(10)],
+    "metrics/train/plots/custom/validation.json": [
+        {"step": int(s), "val_loss": 0.7 * np.exp(-s / 20) + 0.1, "val_accuracy": min(1.0, 0.5 + s / 80)}
+        for s in STEPS[4::5]],
+    "metrics/eval/plots/custom/accuracy_by_group.json": [
+        {"group": "eval: source=forum", "accuracy": 0.91, "pairs": 120},
+        {"group": "eval: source=docs", "accuracy": 0.78, "pairs": 80},
+        {"group": "rb: subset=mt-bench-hard", "accuracy": 0.55, "pairs": 37}],
+    "metrics/eval/plots/custom/accuracy_by_length_diff.json": [
+        {"length_diff": "-30..-1", "order": 4, "pairs": 50, "accuracy": 0.62, "baseline_longer_wins_accuracy": 0.0},
+        {"length_diff": "0", "order": 5, "pairs": 10, "accuracy": 0.7, "baseline_longer_wins_accuracy": 0.5},
+        {"length_diff": "+1..30", "order": 6, "pairs": 60, "accuracy": 0.81, "baseline_longer_wins_accuracy": 1.0}],
 }
+FILES = {**{f"metrics/train/plots/metrics/{name}.tsv": "\n".join(lines) + "\n" for name, lines in TSV.items()},
+         **{name: json.dumps(rows, indent=4) + "\n" for name, rows in CUSTOM.items()}}
 
 
 def top_level_plots() -> dict[str, dict]:
@@ -48,9 +58,9 @@ def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("plots-repo")
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, repo / name)
-    for name, lines in CSVS.items():
+    for name, text in FILES.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text("\n".join(lines) + "\n")
+        (repo / name).write_text(text)
     git(repo, "init", "-q")
     assert run_dvc(repo, "init", "-q").returncode == 0
     return repo

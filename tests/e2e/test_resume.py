@@ -10,7 +10,7 @@ import time
 from tests.conftest import easy_rows, prepare_stage_inputs, run_stage, stage_args, subprocess_env
 
 PARAMS = {"max_length": 96, "batch_size": 8, "epochs": 3, "lr": 3e-3, "warmup_ratio": 0.05, "checkpoint_every": 5}
-OUTPUTS = ("models/trained/model.safetensors", "metrics/train.json", "metrics/train_curve.csv")
+OUTPUTS = ("models/trained/model.safetensors", "metrics/train/metrics.json", "metrics/train/plots/metrics/loss.tsv")
 
 
 def workdir(root, base):

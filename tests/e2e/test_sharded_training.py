@@ -23,8 +23,11 @@ from tests.conftest import (
     TrainingRun,
     easy_rows,
     evaluate_paths,
+    live_curve,
+    live_plot,
     prepare_stage_inputs,
     run_stage,
+    train_summary,
     watch_training,
     write_params,
 )
@@ -130,9 +133,10 @@ def test_fsdp_trains_like_ddp(runs):
     assert fsdp_run.workers == 2 and "on cpu x2" in fsdp_run.output
     close_numbers(eval_metrics(ddp), eval_metrics(fsdp), 1e-4)
     assert eval_metrics(fsdp)["pairs"] == 40
-    curves = [(w / "metrics/train_curve.csv").read_text().splitlines() for w in (ddp, fsdp)]
-    for a, b in zip(curves[0][1:], curves[1][1:]):  # step, epoch, loss, accuracy, lr
-        assert float(b.split(",")[2]) == pytest.approx(float(a.split(",")[2]), abs=1e-5)
+    curves = [live_curve(w) for w in (ddp, fsdp)]  # rank 0 logged each step through dvclive
+    assert len(curves[0]) == len(curves[1]) == STEPS
+    for a, b in zip(*curves):
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-5)
     # rank 0 released a plain model; no checkpoint is left behind
     assert (fsdp / "models/trained/model.safetensors").is_file() and not (fsdp / "models/trained/adapter").exists()
     assert not any((fsdp / ".scratch" / "train").iterdir())
@@ -146,7 +150,7 @@ def test_a_killed_fsdp_run_resumes_byte_identical(runs):
     assert rerun.resumed() == "8"  # the newest periodic checkpoint before the kill, sharded by 2 ranks
     reference = runs["first-fsdp"][0]
     assert sha256(work / "models/trained/model.safetensors") == sha256(reference / "models/trained/model.safetensors")
-    for name in ("metrics/train.json", "metrics/train_curve.csv"):
+    for name in ("metrics/train/metrics.json", "metrics/train/plots/metrics/loss.tsv"):
         assert (work / name).read_bytes() == (reference / name).read_bytes(), name
 
 
@@ -188,7 +192,7 @@ def test_fsdp_with_lora_and_checkpointing_releases_a_merged_model_and_the_adapte
     from safetensors import safe_open
     with safe_open(str(model_dir / "model.safetensors"), framework="pt") as f:
         assert not any("lora_" in k or "modules_to_save" in k for k in f.keys())
-    first, last = [float(r.split(",")[2]) for r in (work / "metrics/train_curve.csv").read_text().splitlines()[1::23]]
+    first, last = [r["loss"] for r in live_curve(work)[::23]]
     assert last < first  # the adapters and the head learned
 
 
@@ -212,10 +216,10 @@ def test_validation_during_training_runs_under_fsdp_as_under_ddp(tiny_base, tmp_
         done = {name: future.result() for name, future in futures.items()}
     for run in done.values():
         assert run.returncode == 0 and run.workers == 2, run.output
-    curves = {name: (work / "metrics/validation_curve.csv").read_text().splitlines() for name, work in dirs.items()}
-    assert curves["ddp"][0] == curves["fsdp"][0] == "step,val_loss,val_accuracy"
+    curves = {name: live_plot(work, "train", "validation") for name, work in dirs.items()}
     assert len(curves["fsdp"]) == len(curves["ddp"]) >= 4  # every 2 steps and after the last one
-    for a, b in zip(curves["ddp"][1:], curves["fsdp"][1:]):
-        assert [float(v) for v in b.split(",")] == pytest.approx([float(v) for v in a.split(",")], abs=1e-4)
-    metrics = json.loads((dirs["fsdp"] / "metrics/train.json").read_text())
+    for a, b in zip(curves["ddp"], curves["fsdp"]):
+        assert list(a) == list(b) == ["step", "val_loss", "val_accuracy"] and a["step"] == b["step"]
+        assert [b["val_loss"], b["val_accuracy"]] == pytest.approx([a["val_loss"], a["val_accuracy"]], abs=1e-4)
+    metrics = train_summary(dirs["fsdp"])
     assert metrics["validation_pairs"] > 0 and "best_validation_loss" in metrics

@@ -17,7 +17,7 @@ from rewardkit.evaluation.breakdowns import RB_EXAMPLE_COUNTS, by_group, pair_fr
 from rewardkit.evaluation.job import evaluate_model
 from rewardkit.evaluation.summary import WIDTH, summary_lines
 from rewardkit.modeling.devices import resolve_precision
-from tests.conftest import easy_rows, evaluate_paths, read_jsonl, train_in_process, write_jsonl
+from tests.conftest import easy_rows, evaluate_paths, live_plot, read_jsonl, train_in_process, write_jsonl
 
 TRAIN = {"max_length": 64, "batch_size": 8, "epochs": 1, "lr": 1e-2, "warmup_ratio": 0.0, "checkpoint_every": 0}
 
@@ -48,15 +48,17 @@ def test_breakdowns_by_source_and_subset_add_up(work):
     overall = sum(v["accuracy"] * v["pairs"] for v in by_source.values()) / metrics["pairs"]
     assert overall == pytest.approx(metrics["accuracy"], abs=1e-5)
     assert set(by_subset) == {"math-prm", "hep-go"} and set(metrics["rewardbench"]) == {"Reasoning", "Score"}
-    plot = (work / "metrics/eval_by_group.csv").read_text().splitlines()
-    assert plot[0] == "group,accuracy,pairs" and "eval: source=docs," in plot[1] and len(plot) == 5
+    plot = live_plot(work, "eval", "accuracy_by_group")
+    assert set(plot[0]) == {"group", "accuracy", "pairs"} and plot[0]["group"] == "eval: source=docs"
+    assert len(plot) == 4
 
 
 def test_no_breakdown_without_the_fields(tmp_path, tiny_base):
     work = train_in_process(tmp_path, tiny_base, easy_rows(16, seed=1), easy_rows(8, seed=2), train=TRAIN)
     metrics = json.loads((work / "metrics/eval.json").read_text())
     assert not {"by_source", "by_subset", "rewardbench"} & set(metrics)
-    assert (work / "metrics/eval_by_group.csv").read_text().splitlines()[1].startswith("eval: all pairs,")
+    rows = live_plot(work, "eval", "accuracy_by_group")
+    assert rows == [{"group": "eval: all pairs", "accuracy": metrics["accuracy"], "pairs": 8}]
 
 
 def test_group_metrics_are_the_definitions():
@@ -98,8 +100,8 @@ def test_extra_sets_in_every_format_are_validated_scored_and_broken_down(work):
     assert set(extra["regressions"]["by_source"]) == {"x", "y"}
     assert set(extra["rb"]["rewardbench"]) == {"Chat", "Chat Hard", "Score"}
     assert json.loads((work / "metrics/eval.json").read_text())["extra_sets"]["rb"]["pairs"] == 8
-    plot = (work / "metrics/eval_by_group.csv").read_text()
-    assert "regressions: source=x" in plot and "rb: subset=mt-bench-hard" in plot
+    groups = {row["group"] for row in live_plot(work, "eval", "accuracy_by_group")}
+    assert {"regressions: source=x", "rb: subset=mt-bench-hard"} <= groups
     assert read_jsonl(work / "data/extra_sets/regressions/rejects.jsonl")[0]["reason"] == "not_object"
 
 

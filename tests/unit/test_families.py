@@ -31,7 +31,7 @@ from transformers import (
 from rewardkit import RewardScorer
 from rewardkit.encoding.scratch import train_wordpiece_tokenizer
 from rewardkit.modeling.inference import score_sequences
-from tests.conftest import build_tiny_base, easy_rows, train_in_process
+from tests.conftest import build_tiny_base, easy_rows, train_in_process, train_summary
 
 ROWS = easy_rows(40) + easy_rows(12, seed=2)
 TEXTS = [t for r in ROWS for t in (r["prompt"], r["chosen"], r["rejected"])]
@@ -128,8 +128,8 @@ def test_trains_in_the_pipeline_and_describes_its_input(trained):
     family, model_dir, scorer = trained
     metrics = json.loads((model_dir.parents[1] / "metrics/eval.json").read_text())
     assert metrics["pairs"] == 12 and 0 <= metrics["accuracy"] <= 1
-    train = json.loads((model_dir.parents[1] / "metrics/train.json").read_text())
-    assert train["steps"] == 4 and train["train_loss"] == train["train_loss"]  # finite, not NaN
+    train = train_summary(model_dir.parents[1])
+    assert train["step"] == 4 and train["train_loss"] == train["train_loss"]  # finite, not NaN
     meta = json.loads((model_dir / "reward_model.json").read_text())
     assert meta["input_kind"] == ("concat" if family in DECODERS else "text_pair")
     assert meta["segment_ids"] == (family in SEGMENT_IDS)

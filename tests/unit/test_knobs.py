@@ -14,18 +14,23 @@ from rewardkit.modeling.model import load_base
 from rewardkit.modeling.objective import bt_loss_per_pair
 from rewardkit.training import loop
 from rewardkit.training.distributed import Ranks
-from tests.conftest import easy_rows, prepare_stage_inputs, read_jsonl, stage_args, train_in_process
+from tests.conftest import (
+    easy_rows,
+    prepare_stage_inputs,
+    read_jsonl,
+    stage_args,
+    train_in_process,
+    train_summary,
+)
+from tests.conftest import (
+    live_curve as curve,
+)
 
 FAST = {"max_length": 96, "batch_size": 8, "epochs": 1, "lr": 3e-3, "warmup_ratio": 0.0, "checkpoint_every": 0}
 
 
 def margin_rows(n: int, margin: float, seed: int = 0) -> list[dict]:
     return [dict(r, margin=margin) for r in easy_rows(n, seed)]
-
-
-def curve(work) -> list[dict]:
-    lines = (work / "metrics/train_curve.csv").read_text().splitlines()
-    return [dict(zip(lines[0].split(","), map(float, line.split(",")))) for line in lines[1:]]
 
 
 def gradients_of_one_step(work, tiny_base, params: dict, grad_accum_steps: int) -> tuple[dict, torch.Tensor, list]:
@@ -104,8 +109,8 @@ def test_the_evaluate_stage_reads_train_use_margin(tmp_path, monkeypatch):
 
 def test_center_rewards_coef_pulls_the_reward_mean_to_zero(tmp_path, tiny_base):
     train = dict(FAST, epochs=2, lr=1e-2)
-    means = [abs(json.loads((train_in_process(tmp_path / str(c), tiny_base, easy_rows(48), train=dict(
-        train, center_rewards_coef=c)) / "metrics/train.json").read_text())["reward_mean"]) for c in (0.0, 1.0)]
+    means = [abs(train_summary(train_in_process(tmp_path / str(c), tiny_base, easy_rows(48), train=dict(
+        train, center_rewards_coef=c)))["reward_mean"]) for c in (0.0, 1.0)]
     assert means[0] > 0.1 and means[1] < means[0] / 5
 
 

@@ -2,8 +2,6 @@
 ones, with the same gradients (fp32) and far fewer activations kept."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 import transformers.modeling_utils
@@ -12,7 +10,7 @@ from transformers import LlamaConfig, LlamaForSequenceClassification
 from rewardkit.errors import UserError
 from rewardkit.modeling.model import RewardModel, disable_dropout
 from rewardkit.training.memory import enable_activation_checkpointing
-from tests.conftest import easy_rows, train_in_process
+from tests.conftest import easy_rows, live_curve, train_in_process, train_summary
 from tests.unit import test_fast_bert, test_fast_deberta
 
 
@@ -115,7 +113,7 @@ def test_the_train_stage_checkpoints_with_the_knob_and_trains_the_same(tmp_path,
     checkpointed = train_in_process(tmp_path / "ckpt", tiny_base, easy_rows(48),
                                     train={**train, "gradient_checkpointing": True})
     assert len(calls) == 4 * 2  # every step, each of the base's 2 layers
-    curves = [(work / "metrics/train_curve.csv").read_text().splitlines() for work in (plain, checkpointed)]
-    assert curves[0] == curves[1]
-    metrics = [json.loads((work / "metrics/train.json").read_text()) for work in (plain, checkpointed)]
+    curves = [live_curve(work) for work in (plain, checkpointed)]
+    assert len(curves[0]) == 4 and curves[0] == curves[1]
+    metrics = [train_summary(work) for work in (plain, checkpointed)]
     assert metrics[1]["train_loss"] == pytest.approx(metrics[0]["train_loss"], abs=1e-6)

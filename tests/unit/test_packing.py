@@ -3,8 +3,6 @@
 sdpa and eager attention; encoders and sliding-window models are not packed."""
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +21,13 @@ from transformers import (
 
 from rewardkit.modeling import packing
 from rewardkit.modeling.model import RewardModel
-from tests.conftest import easy_rows, train_in_process
+from tests.conftest import easy_rows, live_curve, train_in_process, train_summary
 
 SIZES = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
              intermediate_size=64, max_position_embeddings=256, pad_token_id=0)
 FAMILIES = {"llama": (LlamaConfig, LlamaForSequenceClassification),
             "qwen2": (Qwen2Config, Qwen2ForSequenceClassification)}
 EOS = 2
-
-
-def csv_rows(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
 
 
 def decoder(family: str, attention: str = "sdpa", **overrides) -> RewardModel:
@@ -186,8 +179,8 @@ def test_prefix_sharing_knob_trains_the_same_model_packed_or_padded(tiny_llama, 
     spy.clear()
     train_in_process(tmp_path / "off", tiny_llama, easy_rows(24), train=KNOB_TRAIN | {"prefix_sharing": "off"})
     assert packed_auto >= 4 and not spy  # 4 steps (plus the final scoring) packed, none with off
-    auto, off = (json.loads((tmp_path / run / "metrics" / "train.json").read_text()) for run in ("auto", "off"))
-    curves = [[r["loss"] for r in csv_rows(tmp_path / run / "metrics" / "train_curve.csv")] for run in ("auto", "off")]
+    auto, off = (train_summary(tmp_path / run) for run in ("auto", "off"))
+    curves = [[r["loss"] for r in live_curve(tmp_path / run)] for run in ("auto", "off")]
     assert len(curves[0]) == 4 and curves[0] == pytest.approx(curves[1], abs=1e-5)
     assert auto["train_loss"] == pytest.approx(off["train_loss"], abs=1e-5)
     assert curves[0][0] != curves[0][-1]  # it trained

@@ -15,7 +15,15 @@ from rewardkit.encoding.templates import encode_both_answers
 from rewardkit.encoding.tokenizers import load_saved_tokenizer
 from rewardkit.errors import UserError
 from rewardkit.training.job import open_store
-from tests.conftest import easy_rows, prepare_stage_inputs, train_in_process, train_paths
+from tests.conftest import (
+    easy_rows,
+    live_plot,
+    live_series,
+    prepare_stage_inputs,
+    train_in_process,
+    train_paths,
+    train_summary,
+)
 
 
 def test_the_store_holds_exactly_the_ids_of_the_in_memory_encoding(tmp_path, tiny_base):
@@ -82,18 +90,17 @@ def test_max_steps_stops_training_and_the_schedule_follows(tmp_path, tiny_base):
     work = train_in_process(tmp_path, tiny_base, easy_rows(64),
                             train={"max_length": 64, "batch_size": 8, "epochs": 3, "max_steps": 5, "lr": 1e-3,
                                    "warmup_ratio": 0.0, "scheduler": "linear", "checkpoint_every": 0})
-    curve = (work / "metrics/train_curve.csv").read_text().splitlines()[1:]
-    lrs = [float(line.split(",")[4]) for line in curve]
-    assert len(curve) == 5 and lrs == pytest.approx([1e-3 * (1 - s / 5) for s in range(5)])  # linear over 5 steps
-    metrics = json.loads((work / "metrics/train.json").read_text())
-    assert metrics["steps"] == 5 and metrics["max_steps"] == 5
+    lrs = [lr for _, lr in live_series(work, "lr")]
+    assert len(lrs) == 5 and lrs == pytest.approx([1e-3 * (1 - s / 5) for s in range(5)])  # linear over 5 steps
+    metrics = train_summary(work)
+    assert metrics["step"] == 5 and metrics["max_steps"] == 5
 
 
 def test_training_statistics_come_from_an_even_sample_when_asked(tmp_path, tiny_base):
     work = train_in_process(tmp_path, tiny_base, easy_rows(40),
                             train={"max_length": 64, "batch_size": 8, "epochs": 1, "stats_pairs": 10,
                                    "checkpoint_every": 0})
-    assert json.loads((work / "metrics/train.json").read_text())["stats_pairs"] == 10
+    assert train_summary(work)["stats_pairs"] == 10
 
 
 def test_a_store_from_other_params_is_refused(tmp_path, tiny_base):
@@ -123,21 +130,24 @@ def test_validation_during_training_is_carved_from_the_training_split_by_prompt(
     assert 20 <= len(validation) < 24 and len(training) + len(validation) == 100
     assert not set(keys[validation.indices]) & set(keys[training.indices])  # whole prompts on one side
     train_reward_model(train_paths(tmp_path), build(ModelConfig, params), cfg, torch_cpu(), Ranks())
-    lines = (tmp_path / "metrics/validation_curve.csv").read_text().splitlines()
+    points = live_plot(tmp_path, "train", "validation")
     steps = -(-len(training) // 8)
-    assert lines[0] == "step,val_loss,val_accuracy"
-    assert [int(line.split(",")[0]) for line in lines[1:]] == sorted({*range(3, steps + 1, 3), steps})
-    metrics = json.loads((tmp_path / "metrics/train.json").read_text())
-    assert metrics["validation_pairs"] == len(validation) and metrics["steps"] == steps
-    assert metrics["best_validation_step"] in [int(line.split(",")[0]) for line in lines[1:]]
-    train_curve = (tmp_path / "metrics/train_curve.csv").read_text().splitlines()
-    assert train_curve[0] == "step,epoch,loss,accuracy,lr"  # unchanged by validation
+    assert [p["step"] for p in points] == sorted({*range(3, steps + 1, 3), steps})
+    assert all(set(p) == {"step", "val_loss", "val_accuracy"} for p in points)
+    metrics = train_summary(tmp_path)
+    assert metrics["validation_pairs"] == len(validation) and metrics["step"] == steps
+    best = min(points, key=lambda p: p["val_loss"])
+    assert (metrics["best_validation_step"], metrics["best_validation_loss"]) == (best["step"],
+                                                                                  round(best["val_loss"], 6))
+    assert (metrics["val_loss"], metrics["val_accuracy"]) == (points[-1]["val_loss"], points[-1]["val_accuracy"])
+    assert [s for s, _ in live_series(tmp_path, "loss")] == list(range(1, steps + 1))  # every step, validated or not
+    assert not (tmp_path / "metrics/train/plots/metrics/val_loss.tsv").exists()  # only the custom plot
 
 
-def test_without_eval_every_the_validation_curve_is_only_a_header(tmp_path, tiny_base):
+def test_without_eval_every_the_validation_plot_is_empty(tmp_path, tiny_base):
     work = train_in_process(tmp_path, tiny_base, easy_rows(16), train={"max_length": 64, "checkpoint_every": 0})
-    assert (work / "metrics/validation_curve.csv").read_text() == "step,val_loss,val_accuracy\n"
-    assert "best_validation_step" not in json.loads((work / "metrics/train.json").read_text())
+    assert live_plot(work, "train", "validation") == []  # there, so `dvc plots show` finds every plot
+    assert not {"best_validation_step", "val_loss"} & set(train_summary(work))
 
 
 def torch_cpu():

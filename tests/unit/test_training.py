@@ -10,11 +10,12 @@ from rewardkit.errors import UserError
 from rewardkit.modeling.devices import resolve_precision
 from rewardkit.training import checkpoint
 from rewardkit.training import loop as optimization
-from tests.conftest import easy_rows, read_jsonl, train_in_process
+from tests.conftest import easy_rows, live_plot, live_series, read_jsonl, train_in_process, train_summary
 
 FAST = {"max_length": 96, "batch_size": 8, "epochs": 2, "lr": 3e-3, "warmup_ratio": 0.05, "checkpoint_every": 0}
-OUTPUTS = ("models/trained/model.safetensors", "models/trained/reward_model.json", "metrics/train.json",
-           "metrics/train_curve.csv")
+OUTPUTS = ("models/trained/model.safetensors", "models/trained/reward_model.json", "metrics/train/metrics.json",
+           "metrics/train/plots/metrics/loss.tsv", "metrics/train/plots/metrics/lr.tsv",
+           "metrics/train/plots/custom/validation.json")
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def test_training_on_an_easy_set_generalises(trained):
     assert metrics["pairs"] == 60
     assert metrics["accuracy"] >= 0.9
     assert metrics["baseline_longer_wins_accuracy"] == 0.0  # on this set the chosen answer is always shorter
-    train = json.loads((trained / "metrics/train.json").read_text())
-    assert train["steps"] == 2 * 240 // 8 and train["pairs_used"] == 240
+    train = train_summary(trained)
+    assert train["step"] == 2 * 240 // 8 and train["pairs_used"] == 240
     assert train["train_loss"] < 0.69
 
 
@@ -43,10 +44,12 @@ def test_artifact_is_self_describing_safetensors(trained):
     assert meta["reward_std"] > 0
 
 
-def test_curve_has_one_row_per_step(trained):
-    lines = (trained / "metrics/train_curve.csv").read_text().splitlines()
-    assert lines[0] == "step,epoch,loss,accuracy,lr"
-    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, 61))
+def test_curve_has_one_row_per_step_and_the_summary_the_last_one(trained):
+    curve = {name: live_series(trained, name) for name in ("epoch", "loss", "accuracy", "lr")}
+    assert all([step for step, _ in rows] == list(range(1, 61)) for rows in curve.values())
+    assert [epoch for _, epoch in curve["epoch"]] == [1] * 30 + [2] * 30
+    summary = train_summary(trained)
+    assert {name: summary[name] for name in curve} == {name: rows[-1][1] for name, rows in curve.items()}
 
 
 def test_eval_scores_are_written_per_pair(trained):
@@ -73,6 +76,7 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(tmp_path, tiny_base, monke
     with pytest.raises(KeyboardInterrupt):
         train_in_process(tmp_path / "resumed", tiny_base, easy_rows(160), **params)
     assert saves == [5, 10] and not (tmp_path / "resumed/models/trained").exists()
+    assert [step for step, _ in live_series(tmp_path / "resumed", "loss")] == list(range(1, 11))  # logged live
     monkeypatch.setattr(optimization.checkpoint, "save", real_save)
 
     train_in_process(tmp_path / "resumed", tiny_base, easy_rows(160), **params)
@@ -89,7 +93,7 @@ def test_train_precision_is_honoured_and_recorded_resolved(tmp_path, tiny_base):
         work = train_in_process(tmp_path / f"{precision}-{run}", tiny_base, easy_rows(48),
                                 train=dict(FAST, epochs=1, precision=precision))
         meta = json.loads((work / "models/trained/reward_model.json").read_text())
-        metrics = json.loads((work / "metrics/train.json").read_text())
+        metrics = train_summary(work)
         expected = resolve_precision(precision, torch.device("cpu"))
         assert meta["precision"] == metrics["precision"] == expected
         weights[precision, run] = (work / "models/trained/model.safetensors").read_bytes()
@@ -137,12 +141,11 @@ def test_a_checkpoint_survives_changes_that_only_change_what_is_measured(tmp_pat
     train_in_process(tmp_path / "run", tiny_base, rows, train=changed)
     assert "resuming from the checkpoint at step 5/" in capsys.readouterr().err
     reference = train_in_process(tmp_path / "fresh", tiny_base, rows, train=changed)
-    for name in ("models/trained/model.safetensors", "metrics/train_curve.csv", "metrics/train.json"):
+    for name in OUTPUTS[:-1]:  # not the validation plot: its points before the stop keep their schedule (below)
         assert (tmp_path / "run" / name).read_bytes() == (reference / name).read_bytes(), name
-    assert json.loads((reference / "metrics/train.json").read_text())["stats_pairs"] == 7
+    assert train_summary(reference)["stats_pairs"] == 7
     # the validation points scored before the stop keep the schedule they were scored on (every 2 steps)
-    steps = [int(line.split(",")[0]) for line in (tmp_path / "run/metrics/validation_curve.csv").read_text()
-             .splitlines()[1:]]
+    steps = [row["step"] for row in live_plot(tmp_path / "run", "train", "validation")]
     assert steps[:2] == [2, 4] and 6 in steps and 8 not in steps
 
 
@@ -153,4 +156,35 @@ def test_non_finite_loss_stops_with_a_clear_message_and_no_model(tmp_path, tiny_
         train_in_process(tmp_path, tiny_base, rows, train=FAST)
     assert "training diverged at step" in str(error.value) and "train.lr=" in str(error.value)
     assert "No model was written" in str(error.value)
-    assert not (tmp_path / "models/trained").exists() and not (tmp_path / "metrics/train.json").exists()
+    assert not (tmp_path / "models/trained").exists()
+    assert "train_loss" not in train_summary(tmp_path)  # the live summary stops at the last good step
+
+
+def test_the_live_summary_grows_on_disk_while_training_runs(tmp_path, tiny_base, monkeypatch):
+    """What `dvc exp show` reads, read from disk after every optimizer step while the loop is still running: the
+    step advances one by one and the per-step files gain a row each; the final metrics come only at the end."""
+    real, seen = optimization.checkpoint_or_stop, []
+
+    def read_then_go_on(*args, **kwargs):  # runs inside the loop, right after the step's on_step
+        summary = train_summary(tmp_path)
+        seen.append((summary["step"], len(live_series(tmp_path, "loss")), "train_loss" in summary))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optimization, "checkpoint_or_stop", read_then_go_on)
+    train_in_process(tmp_path, tiny_base, easy_rows(48), train=dict(FAST, epochs=1))
+    assert seen == [(step, step, False) for step in range(1, 7)]
+    assert train_summary(tmp_path)["step"] == 6 and "train_loss" in train_summary(tmp_path)
+
+
+def test_a_full_dvclive_sync_happens_at_most_every_sync_seconds(tmp_path):
+    from rewardkit import tracking
+
+    now = [0.0]
+    log = tracking.StageLog(tmp_path / "live", clock=lambda: now[0])
+    synced = []
+    log.live.next_step = lambda: synced.append(log.live.step)
+    for step in range(1, 8):
+        now[0] = 4.0 * step  # a step every 4 s: a sync at the steps where 10 s have passed since the last one
+        log.log_step(step, {"loss": 1.0 / step})
+    assert synced == [3, 6]
+    assert json.loads((tmp_path / "live/metrics.json").read_text()) == {"loss": 1 / 7, "step": 7}
