@@ -67,6 +67,11 @@ def check_messages(messages: object, field: str, first_role: str | None = None) 
     return messages
 
 
+def is_message_list(value: object) -> bool:
+    """Whether `value` is one list of messages (a single prompt), not text nor a list of prompts."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
+
+
 def check_scored_pair(prompt: object, response: object, prompt_field: str = "prompt",
                       response_field: str = "response") -> None:
     """A (prompt, response) to score as training rendered its pairs: two strings, or two message lists with the

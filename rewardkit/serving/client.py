@@ -13,6 +13,8 @@ from typing import Sequence
 
 import httpx
 
+from rewardkit.data.formats import is_message_list
+
 
 class RemoteRewardError(RuntimeError):
     """The server answered with an error (its message is included) or could not be reached."""
@@ -40,7 +42,7 @@ class RemoteRewardModel:
         """One reward per (prompt, response), in order; a single prompt (a string or one message list) is paired
         with every response. Texts, or lists of {"role", "content"} messages as the server takes them."""
         responses = list(responses)
-        single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict))
+        single = isinstance(prompts, str) or is_message_list(prompts)
         if not single:
             prompts = list(prompts)
             if len(prompts) != len(responses):

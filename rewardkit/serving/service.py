@@ -9,6 +9,7 @@ from typing import Sequence
 
 import torch
 
+from rewardkit.data.formats import is_message_list
 from rewardkit.errors import UserError
 from rewardkit.modeling.inference import score_sequences
 from rewardkit.scoring.scorer import RewardScorer
@@ -54,7 +55,7 @@ class ScoringService:
     async def rewards(self, prompts: str | list, responses: list, normalize: bool) -> list[float]:
         """Rewards of (prompt, response) pairs, texts or message lists (a single prompt for every response)."""
         _check_unicode(responses, "responses")
-        _check_unicode([prompts] if isinstance(prompts, str) or _is_messages(prompts) else prompts, "prompts")
+        _check_unicode([prompts] if isinstance(prompts, str) or is_message_list(prompts) else prompts, "prompts")
         if normalize:
             try:
                 self.scorer.normalize(torch.zeros(1))
@@ -75,10 +76,6 @@ class ScoringService:
         self.draining = True
         await self.batcher.close()  # whatever is queued is scored before the process exits
         self._encoder.shutdown()
-
-
-def _is_messages(value: object) -> bool:
-    return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
 
 
 def _check_unicode(items: list, field: str) -> None:

@@ -1,6 +1,6 @@
 """Two runs at once in one project (#28 item 4), through `python -m stages.dvc_run` (what `make repro` and `make
 demo` run): the first runs to the end, the second stops at once with one line of ours (exit 2, nothing on stdout, no
-traceback), and nothing is corrupted: dvc.lock and the outputs agree afterwards, a third run does nothing, the
+traceback), and nothing is corrupted: dvc.lock and the outputs agree afterwards (dvc status), the
 experiment of the first `exp run` is recorded and applied. A bare `dvc` holding DVC's repository lock or a stage's
 outputs gets the same one line from a wrapped run (stages/dvc_run.py has why: a bare second `dvc exp run` broke the
 first experiment)."""
@@ -43,18 +43,16 @@ def race(repo, first_args: list[str], second_args: list[str], start_at: str) -> 
 
 
 def test_a_second_repro_or_exp_run_stops_with_one_line_and_nothing_is_corrupted(repo_copy):
-    write_jsonl(repo_copy / "dataset/small.jsonl", easy_rows(60))
-    write_params(repo_copy, SMALL_PIPELINE)
+    write_jsonl(repo_copy / "dataset/small.jsonl", easy_rows(48))
+    write_params(repo_copy, {**SMALL_PIPELINE, "train": {**SMALL_PIPELINE["train"], "epochs": 1}})
     git(repo_copy, "add", "-A")
     git(repo_copy, "commit", "-qm", "small data")
     _, _, err = race(repo_copy, ["repro"], ["repro"], "Running stage 'validate'")
     assert "stages.dvc_run repro)" in err and "dvc exp run --queue" in err
     lock = yaml.safe_load((repo_copy / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"validate", "split", "tokenize", "train", "evaluate"}
-    status = run_dvc(repo_copy, "status")  # every output's hash against dvc.lock
+    status = run_dvc(repo_copy, "status")  # every output's hash against dvc.lock: a third repro would do nothing
     assert status.returncode == 0 and "Data and pipelines are up to date" in status.stdout, status.stdout
-    third = run_dvc(repo_copy, "repro")
-    assert third.returncode == 0 and "Running stage" not in third.stdout, third.stdout + third.stderr
 
     git(repo_copy, "add", "-A")
     git(repo_copy, "commit", "-qm", "reproduced")
@@ -64,8 +62,8 @@ def test_a_second_repro_or_exp_run_stops_with_one_line_and_nothing_is_corrupted(
     assert "Running stage 'evaluate'" in out and "Ran experiment(s)" in out  # the first experiment completed
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
     assert params["evaluate"]["batch_size"] == 16  # applied to the workspace; the second changed nothing
-    experiments = json.loads(run_dvc(repo_copy, "exp", "show", "--json").stdout)
-    assert sum(len(row.get("experiments") or []) for row in experiments) == 1
+    experiments = git(repo_copy, "for-each-ref", "refs/exps").stdout.splitlines()
+    assert len([ref for ref in experiments if "refs/exps/exec/" not in ref]) == 1, experiments  # one recorded
     rwlock = json.loads((repo_copy / ".dvc/tmp/rwlock").read_text())
     assert not rwlock.get("read") and not rwlock.get("write")  # every process released what it held
 
