@@ -150,14 +150,18 @@ def check_request(body: object) -> str:
             assert request.responses and (request.prompt is None) != (request.prompts is None)
             assert request.prompts is None or len(request.prompts) == len(request.responses)
         else:
-            assert request.pairs and all(isinstance(x.chosen, str) for x in request.pairs)
+            kinds = [{isinstance(side, str) for side in (x.prompt, x.chosen, x.rejected)} for x in request.pairs]
+            assert request.pairs and all(len(k) == 1 for k in kinds)  # all text, or all messages
         outcomes.append("accepted")
     return "/".join(outcomes)
 
 
+messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "robot"]),
+                                           "content": texts}), max_size=3)
+turns = texts | messages
 requests = json_values | st.fixed_dictionaries({}, optional={
-    "prompt": texts | json_values, "prompts": st.lists(texts, max_size=3) | json_values,
-    "responses": st.lists(texts, max_size=3) | json_values, "normalize": st.booleans() | json_values,
+    "prompt": turns | json_values, "prompts": st.lists(turns, max_size=3) | json_values,
+    "responses": st.lists(turns, max_size=3) | json_values, "normalize": st.booleans() | json_values,
     "pairs": st.lists(explicit_rows | json_values, max_size=3)})
 
 

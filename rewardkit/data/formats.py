@@ -61,9 +61,30 @@ def check_messages(messages: object, field: str, first_role: str | None = None) 
             raise RowProblem("bad_messages", f"{field} message {i} has role {message.get('role')!r}; expected one "
                                              f"of {', '.join(ROLES)}")
     if first_role and messages[0]["role"] != first_role:
-        raise RowProblem("bad_messages", f"{field} must start with a {first_role} message, got "
+        article = "an" if first_role[0] in "aeiou" else "a"
+        raise RowProblem("bad_messages", f"{field} must start with {article} {first_role} message, got "
                                          f"{messages[0]['role']!r}")
     return messages
+
+
+def is_message_list(value: object) -> bool:
+    """Whether `value` is one list of messages (a single prompt), not text nor a list of prompts."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
+
+
+def check_scored_pair(prompt: object, response: object, prompt_field: str = "prompt",
+                      response_field: str = "response") -> None:
+    """A (prompt, response) to score as training rendered its pairs: two strings, or two message lists with the
+    response starting at an assistant turn (as conversational training rows do); RowProblem otherwise (a text
+    prompt with a message-list response has no rendering: the plain and chat templates take one kind)."""
+    if not isinstance(prompt, list) and not isinstance(response, list):
+        return
+    if not (isinstance(prompt, list) and isinstance(response, list)):
+        messages, text = (prompt_field, response_field) if isinstance(prompt, list) else (response_field, prompt_field)
+        raise RowProblem("bad_messages", f"{messages} is a list of messages but {text} is not: send both as text or "
+                                         "both as messages")
+    check_messages(prompt, prompt_field)
+    check_messages(response, response_field, "assistant")
 
 
 def split_shared_messages(chosen: list[dict], rejected: list[dict]) -> tuple[list, list, list] | None:

@@ -19,7 +19,7 @@ from typing import Iterator
 import torch
 from tqdm import tqdm
 
-from rewardkit.data.formats import RowProblem, check_messages
+from rewardkit.data.formats import RowProblem, check_messages, check_scored_pair
 from rewardkit.data.lines import BOM
 from rewardkit.errors import UserError
 from rewardkit.io import atomic_path
@@ -71,6 +71,11 @@ def check_row(path: Path, number: int, row: dict, fields: tuple[str, ...], first
         except UnicodeEncodeError:
             raise UserError(f"{path} line {number}: field '{name}' has an unpaired surrogate escape "
                             "(\\ud800-\\udfff); not valid Unicode text") from None
+    for name in fields[1:]:  # each response with its prompt: both text, or both messages (rendered as trained)
+        try:
+            check_scored_pair(row["prompt"], row[name], "prompt", name)
+        except RowProblem as e:
+            raise UserError(f"{path} line {number}: {e}") from None
 
 
 def check_input(path: Path) -> tuple[tuple[str, ...], int]:

@@ -4,13 +4,16 @@
     rewards = rm.score(prompts, responses)                     # list[float], one per (prompt, response)
     trainer = GRPOTrainer(..., reward_funcs=rm)                # TRL calls rm(prompts=..., completions=...)
 
-The server encodes exactly as training did, so these rewards equal RewardScorer.score on the same texts.
+The server encodes exactly as training did, so these rewards equal RewardScorer.score on the same texts or
+message lists.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import httpx
+
+from rewardkit.data.formats import is_message_list
 
 
 class RemoteRewardError(RuntimeError):
@@ -35,10 +38,12 @@ class RemoteRewardModel:
                                   transport=httpx.HTTPTransport(retries=2))
         self.__name__ = "remote_reward_model"  # TRL names each reward function's logged metrics by __name__
 
-    def score(self, prompts: str | Sequence[str], responses: Sequence[str], normalize: bool = False) -> list[float]:
-        """One reward per (prompt, response), in order; a single prompt string is paired with every response."""
+    def score(self, prompts: str | Sequence, responses: Sequence, normalize: bool = False) -> list[float]:
+        """One reward per (prompt, response), in order; a single prompt (a string or one message list) is paired
+        with every response. Texts, or lists of {"role", "content"} messages as the server takes them."""
         responses = list(responses)
-        if not isinstance(prompts, str):
+        single = isinstance(prompts, str) or is_message_list(prompts)
+        if not single:
             prompts = list(prompts)
             if len(prompts) != len(responses):
                 raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses; pass one prompt per "
@@ -46,7 +51,7 @@ class RemoteRewardModel:
         rewards: list[float] = []
         for start in range(0, len(responses), self.chunk):
             part = slice(start, start + self.chunk)
-            body = {"prompt": prompts} if isinstance(prompts, str) else {"prompts": prompts[part]}
+            body = {"prompt": prompts} if single else {"prompts": prompts[part]}
             body.update(responses=responses[part], normalize=normalize)
             rewards += self._request("POST", "/score", body)["rewards"]
         return rewards
@@ -64,11 +69,8 @@ class RemoteRewardModel:
         return self._request("GET", "/health", None)
 
     def __call__(self, prompts: Sequence, completions: Sequence, **kwargs) -> list[float]:
-        """TRL's reward-function signature (GRPOTrainer, RLOOTrainer): text prompts and completions."""
-        if not all(isinstance(x, str) for x in [*prompts, *completions]):
-            raise TypeError("RemoteRewardModel scores text; TRL passed conversational prompts or completions "
-                            "(lists of messages): use a text dataset ('prompt' strings formatted as in training), "
-                            "or wrap this in a function that renders the messages to text first")
+        """TRL's reward-function signature (GRPOTrainer, RLOOTrainer): text prompts and completions, or
+        conversational ones (message lists), which the server renders as the training data was."""
         return self.score(list(prompts), list(completions), self.normalize)
 
     def close(self) -> None:

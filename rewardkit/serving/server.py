@@ -6,6 +6,7 @@ encoded pairs and scored in coalesced batches (rewardkit.serving.service).
 
     POST /score        {"prompts": [...], "responses": [...]} or {"prompt": "...", "responses": [...]},
                        optional "normalize": true                          -> {"rewards": [...]}
+                       (each prompt and response text, or both lists of {"role", "content"} messages)
     POST /score_pairs  {"pairs": [{"prompt", "chosen", "rejected"}, ...]}  -> {"pairs": [{"reward_chosen",
                        "reward_rejected", "preferred": "chosen" | "rejected" | "tie"}, ...]}
     POST /get_reward   OpenRLHF's remote reward model (--remote_rm_url): {"query", "prompts", "labels"}
@@ -59,8 +60,8 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
 
 
 def _describe(err: dict) -> str:
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else err["msg"].removeprefix("Value error, ")
+    where, message = ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def create_app(service: ScoringService) -> MetricsMiddleware:
@@ -99,16 +100,13 @@ def scoring_routes(service: ScoringService) -> APIRouter:
     async def score(request: Request) -> JSONResponse:
         body = await _parse(request, ScoreRequest)
         service.check_size(len(body.responses), "responses")
-        prompts = body.prompt if body.prompts is None else body.prompts
-        return JSONResponse({"rewards": await service.rewards(prompts, body.responses, body.normalize)})
+        return JSONResponse({"rewards": await service.rewards(*body.inputs(), body.normalize)})
 
     @router.post("/score_pairs", responses=responses(PairsAnswer, *ERRORS), openapi_extra=request_body(PairsRequest))
     async def score_pairs(request: Request) -> JSONResponse:
         body = await _parse(request, PairsRequest)
         service.check_size(len(body.pairs), "pairs")
-        prompts = [p.prompt for p in body.pairs]
-        responses = [p.chosen for p in body.pairs] + [p.rejected for p in body.pairs]
-        rewards = await service.rewards(prompts + prompts, responses, body.normalize)
+        rewards = await service.rewards(*body.inputs(), body.normalize)
         n = len(body.pairs)
         service.metrics.pairs.inc(n)
         return JSONResponse({"pairs": [{"reward_chosen": c, "reward_rejected": r, "preferred": preferred(c, r)}

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import torch
 
+from rewardkit.data.formats import is_message_list
 from rewardkit.errors import UserError
 from rewardkit.modeling.inference import score_sequences
 from rewardkit.scoring.scorer import RewardScorer
@@ -34,7 +35,7 @@ class ScoringService:
                                       on_batch=self.metrics.on_batch)
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="rewardkit-encode")  # keeps the loop free
 
-    def _encode(self, prompts: str | list[str], responses: list[str]) -> list[Sequence]:
+    def _encode(self, prompts: str | list, responses: list) -> list[Sequence]:
         """(input ids, where the response starts or None) per row, as RewardScorer encodes them."""
         enc = self.scorer.encode_sequences(prompts, responses)
         return list(zip(enc.ids, enc.segments or [None] * len(enc.ids)))
@@ -51,9 +52,10 @@ class ScoringService:
             raise ApiError(413, f"{n} {what} in one request; this server takes at most {self.cfg.max_pairs} "
                                 "(its --max-pairs): split the request")
 
-    async def rewards(self, prompts: str | list[str], responses: list[str], normalize: bool) -> list[float]:
+    async def rewards(self, prompts: str | list, responses: list, normalize: bool) -> list[float]:
+        """Rewards of (prompt, response) pairs, texts or message lists (a single prompt for every response)."""
         _check_unicode(responses, "responses")
-        _check_unicode([prompts] if isinstance(prompts, str) else prompts, "prompts")
+        _check_unicode([prompts] if isinstance(prompts, str) or is_message_list(prompts) else prompts, "prompts")
         if normalize:
             try:
                 self.scorer.normalize(torch.zeros(1))
@@ -76,10 +78,13 @@ class ScoringService:
         self._encoder.shutdown()
 
 
-def _check_unicode(texts: list[str], field: str) -> None:
-    for i, text in enumerate(texts):
+def _check_unicode(items: list, field: str) -> None:
+    """Every text (or message string) encodes as UTF-8: JSON's \\ud800 escapes decode to strings that do not."""
+    for i, item in enumerate(items):
+        texts = [v for m in item for v in m.values() if isinstance(v, str)] if isinstance(item, list) else [item]
         try:
-            text.encode("utf-8")
+            for text in texts:
+                text.encode("utf-8")
         except UnicodeEncodeError:
             raise ApiError(422, f"{field}[{i}] has an unpaired surrogate escape (\\ud800-\\udfff): send valid "
                                 "Unicode text") from None

@@ -102,5 +102,5 @@ def test_make_demo_needs_no_git_identity(tmp_path: Path) -> None:
     for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
         env.pop(name)
     dry = subprocess.run(["make", "-n", "demo"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
-    line = next(line for line in dry.stdout.splitlines() if "dvc exp run" in line)
+    line = next(line for line in dry.stdout.splitlines() if "stages.dvc_run exp run" in line)
     assert "GIT_AUTHOR_NAME=rewardkit-demo" in line and "GIT_COMMITTER_EMAIL=demo@localhost" in line

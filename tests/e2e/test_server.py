@@ -203,7 +203,7 @@ LONG = "money " * 2000  # over the keyed server's 10 KiB body limit
 @pytest.mark.parametrize("path, body, status, message", [
     ("/score", b'{"prompt": "x", "responses": [', 400, "malformed JSON"),
     ("/score", b'["a list"]', 422, "valid dictionary"),
-    ("/score", {"prompt": 3, "responses": ["a"]}, 422, "prompt: Input should be a valid string"),
+    ("/score", {"prompt": 3, "responses": ["a"]}, 422, "prompt: must be a string or a list of messages"),
     ("/score", {"prompt": "x", "responses": "a"}, 422, "responses: Input should be a valid list"),
     ("/score", {"prompt": "x", "responses": [1]}, 422, "responses.0"),
     ("/score", {"prompt": "x", "responses": []}, 422, "'responses' is empty"),
@@ -294,8 +294,13 @@ def test_the_python_client_and_its_trl_reward_function_form(servers, scorer):
         assert [pairs[0]["reward_chosen"], pairs[0]["reward_rejected"]] == pytest.approx(
             scorer.score(["x", "x"], ["bank", "tax"]), abs=1e-5)
         assert rm.health()["status"] == "ok"
-        with pytest.raises(TypeError, match="conversational"):
-            rm(prompts=[[{"role": "user", "content": "hi"}]], completions=["a"])
+        chat = [[{"role": "user", "content": p}] for p in prompts[:3]], [[{"role": "assistant", "content": r}]
+                                                                          for r in responses[:3]]
+        assert rm(prompts=chat[0], completions=chat[1]) == pytest.approx(scorer.score(*chat, normalize=True),
+                                                                         abs=1e-5)  # TRL's conversational form
+        assert rm.score(chat[0][0], chat[1]) == pytest.approx(scorer.score(chat[0][0], chat[1]), abs=1e-5)
+        with pytest.raises(RemoteRewardError, match=r"HTTP 422: prompts\[0\] is a list of messages but "):
+            rm(prompts=chat[0][:1], completions=["a"])
         with pytest.raises(RemoteRewardError, match="HTTP 413: 9 responses"):
             RemoteRewardModel(servers["keyed"].url, api_key=KEY, chunk=9).score("x", ["a"] * 9)
     with pytest.raises(RemoteRewardError, match="HTTP 401: missing or wrong API key"):
