@@ -127,3 +127,23 @@ def test_gather_last_moves_16_bit_scores_as_bits_without_a_cast(dtype):
     out.backward(grad)
     expected = torch.zeros(x.shape, dtype=dtype).scatter_add_(-1, index, grad)  # the plain torch backward
     assert torch.equal(x.grad, expected)
+
+
+def test_a_bf16_forward_hands_bmm_contiguous_per_head_queries_keys_and_values():
+    from torch.profiler import profile
+
+    model = tiny_model(num_hidden_layers=1)
+    heads, dim, n = 2, 16, 40
+    ids, mask = pad([torch.randint(4, 300, (n,), generator=torch.Generator().manual_seed(0)).tolist()], pad_id=0)
+    with profile(record_shapes=True) as prof, torch.autocast("cpu", dtype=torch.bfloat16):
+        fast_deberta.rewards(model, ids, mask, "mean")
+
+    def under_matmul(event) -> bool:
+        parent = event.cpu_parent
+        while parent is not None and parent.name not in ("aten::bmm", "aten::baddbmm"):
+            parent = parent.cpu_parent
+        return parent is not None
+
+    # a bf16 bmm copies the interleaved (heads, n, dim) views of the fused q/k/v output at each use
+    copied = [e.input_shapes[0] for e in prof.events() if e.name == "aten::clone" and under_matmul(e)]
+    assert not [shape for shape in copied if sorted(shape) == sorted([heads, n, dim])], copied
