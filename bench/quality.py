@@ -80,6 +80,17 @@ def correct(model_dir: Path, chosen: list[list[int]], rejected: list[list[int]],
     return pair_correct(rewards[:len(chosen)], rewards[len(chosen):])
 
 
+def setup(a: argparse.Namespace) -> tuple[Path, Path, list[dict], object, tuple[list, list]]:
+    """(model dir, training data, held-out rows, tokenizer, (chosen, rejected) ids in our encoding)."""
+    train, held_out = workloads.bench_data()
+    model_dir = workloads.model_dir(a.workload, train)
+    rows = read_rows(str(held_out))
+    model, tokenizer = load_base(str(model_dir), "cls", 0)
+    enc = encode_both_answers(tokenizer, rows, MAX_LENGTH, input_template(model.hf.config, tokenizer))
+    return (model_dir, workloads.first_rows(train, a.steps * BATCH), rows, tokenizer,
+            (enc.ids[:len(rows)], enc.ids[len(rows):]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=sorted(workloads.WORKLOADS), default="tiny")
@@ -92,13 +103,7 @@ def main() -> None:
     a = parser.parse_args()
     if a.against == "bf16":
         return compare_precisions(a)
-    train, held_out = workloads.bench_data()
-    model_dir = workloads.model_dir(a.workload, train)
-    data = workloads.first_rows(train, a.steps * BATCH)
-    rows = read_rows(str(held_out))
-    model, tokenizer = load_base(str(model_dir), "cls", 0)
-    enc = encode_both_answers(tokenizer, rows, MAX_LENGTH, input_template(model.hf.config, tokenizer))
-    ours_chosen, ours_rejected = enc.ids[:len(rows)], enc.ids[len(rows):]
+    model_dir, data, rows, tokenizer, (ours_chosen, ours_rejected) = setup(a)
     trl_chosen, trl_rejected = trl_encoding(tokenizer, rows)
     fit = torch.tensor([max(len(c), len(r), len(oc), len(orj)) <= MAX_LENGTH for c, r, oc, orj in
                         zip(trl_chosen, trl_rejected, ours_chosen, ours_rejected)])
@@ -143,13 +148,7 @@ def main() -> None:
 
 def compare_precisions(a: argparse.Namespace) -> None:
     """Ours trained and scored in fp32 against ours in bf16, same seeds, data and steps, on all held-out pairs."""
-    train, held_out = workloads.bench_data()
-    model_dir = workloads.model_dir(a.workload, train)
-    data = workloads.first_rows(train, a.steps * BATCH)
-    rows = read_rows(str(held_out))
-    model, tokenizer = load_base(str(model_dir), "cls", 0)
-    enc = encode_both_answers(tokenizer, rows, MAX_LENGTH, input_template(model.hf.config, tokenizer))
-    chosen, rejected = enc.ids[:len(rows)], enc.ids[len(rows):]
+    model_dir, data, rows, _, (chosen, rejected) = setup(a)
     results: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for seed in a.seeds:
         for precision in results:
