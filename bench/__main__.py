@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from bench import system, workloads
+from bench.precision import met, precision_verdicts
 from bench.repro import TARGET_S, time_noop_repro
 
 BENCH = Path(__file__).resolve().parent
@@ -138,10 +139,6 @@ def table(rows: list[dict], ceilings: dict, old_peak: float) -> str:
     return "\n".join(out)
 
 
-def met(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
 def verdicts(rows: list[dict], ceilings: dict, repro: dict | None) -> list[str]:
     """Ratios and each target met or missed, as bullet lines."""
     out = []
@@ -176,35 +173,6 @@ def verdicts(rows: list[dict], ceilings: dict, repro: dict | None) -> list[str]:
     if repro is not None:
         out.append(f"target no-op `dvc repro` <= {TARGET_S:.0f} s: {repro['noop_s']:.2f} s (first full run "
                    f"{repro['first_s']:.0f} s), " + met(repro["noop_s"] <= TARGET_S and repro["up_to_date"]))
-    return out
-
-
-def precision_verdicts(rows: list[dict], ceilings: dict) -> list[str]:
-    """The bf16 targets (#24), where bf16 rows were run: against TRL in fp32 and bf16, the bf16 ceiling, and
-    evaluation bf16 vs fp32."""
-    out = []
-    for name in dict.fromkeys(r["workload"] for r in rows):
-        by = {r["impl"]: r for r in rows if r["workload"] == name}
-        ours = by.get("ours bf16")
-        if ours is None:
-            continue
-        out.append(f"{name}: ours bf16/fp32 = {ours['tokens_s'] / by['ours']['tokens_s']:.2f}x tokens/s")
-        if name == "small":
-            for peer, want in (("trl", 3), ("trl bf16", 1.5)):
-                if peer in by:
-                    ratio = ours["tokens_s"] / by[peer]["tokens_s"]
-                    out.append(f"target small ours bf16 >= {want}x {peer if ' ' in peer else 'trl fp32'} "
-                               f"tokens/s: {ratio:.2f}x, {met(ratio >= want)}")
-            share = ours["gflops"] / ceilings[name]["bf16"]["train"]
-            out.append(f"target small ours bf16 >= 60% of the bf16 model-GEMM peak: {100 * share:.0f}%, "
-                       f"{met(share >= 0.6)}")
-        if name == "tiny":
-            for impl, peer in (("ours", "trl"), ("ours bf16", "trl bf16")):
-                if peer in by:
-                    ratio = by[impl]["pairs_s"] / by[peer]["pairs_s"]
-                    out.append(f"target tiny {impl} >= 6x {peer} pairs/s: {ratio:.2f}x, {met(ratio >= 6)}")
-        ratio = by["ours eval bf16"]["pairs_s"] / by["ours eval"]["pairs_s"]
-        out.append(f"target {name} evaluation bf16 >= 1.8x fp32 pairs/s: {ratio:.2f}x, {met(ratio >= 1.8)}")
     return out
 
 

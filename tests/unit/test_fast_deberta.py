@@ -107,3 +107,43 @@ def test_chunks_group_similar_lengths_within_the_score_budget():
     assert chunks[0].rows.tolist() == list(range(178)) and chunks[1].rows is None  # 60 + 60 + 58 of 3 x 60
     assert (chunks[0].start, chunks[0].end, chunks[1].start, chunks[3].end) == (0, 178, 178, 224)
     assert len(plan([5, 60, 60, 58, 40, 1], 2, None, torch.device("cpu"))[1]) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gather_last_moves_16_bit_scores_as_bits_without_a_cast(dtype):
+    from torch.profiler import profile
+
+    from rewardkit.modeling.fast.ops import GatherLast
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 9, 17, generator=gen).to(dtype).requires_grad_()
+    index = torch.randint(0, 17, (9, 9), generator=gen).expand(6, 9, 9)  # stride 0 over batch, as the forward has
+    with profile() as prof:
+        out = GatherLast.apply(x, index)
+    assert out.dtype == dtype and torch.equal(out, torch.gather(x.detach(), -1, index))
+    # torch's CPU gather of a bf16 tensor round-trips it through fp32: two full-size copies the bits do not need
+    assert not [e.key for e in prof.key_averages() if e.key in ("aten::copy_", "aten::_to_copy")]
+    grad = torch.randn(out.shape, generator=gen).to(dtype)
+    out.backward(grad)
+    expected = torch.zeros(x.shape, dtype=dtype).scatter_add_(-1, index, grad)  # the plain torch backward
+    assert torch.equal(x.grad, expected)
+
+
+def test_a_bf16_forward_hands_bmm_contiguous_per_head_queries_keys_and_values():
+    from torch.profiler import profile
+
+    model = tiny_model(num_hidden_layers=1)
+    heads, dim, n = 2, 16, 40
+    ids, mask = pad([torch.randint(4, 300, (n,), generator=torch.Generator().manual_seed(0)).tolist()], pad_id=0)
+    with profile(record_shapes=True) as prof, torch.autocast("cpu", dtype=torch.bfloat16):
+        fast_deberta.rewards(model, ids, mask, "mean")
+
+    def under_matmul(event) -> bool:
+        parent = event.cpu_parent
+        while parent is not None and parent.name not in ("aten::bmm", "aten::baddbmm"):
+            parent = parent.cpu_parent
+        return parent is not None
+
+    # a bf16 bmm copies the interleaved (heads, n, dim) views of the fused q/k/v output at each use
+    copied = [e.input_shapes[0] for e in prof.events() if e.name == "aten::clone" and under_matmul(e)]
+    assert not [shape for shape in copied if sorted(shape) == sorted([heads, n, dim])], copied

@@ -107,8 +107,9 @@ def attention(att, x: torch.Tensor, chunks: list[Chunk], rel_embeddings: torch.T
     for chunk, chunk_qkv in zip(chunks, qkv.split([c.end - c.start for c in chunks])):
         n, count, width = chunk.end - chunk.start, chunk.count, chunk.width
         heads_first = chunk_qkv.view(n, 3, heads, dim).permute(1, 2, 0, 3)  # (3, h, n, d)
-        if chunk.rows is None:  # one sequence: its strided per-head views go to bmm as they are, no copy
-            padded = heads_first if count == 1 else heads_first.contiguous()
+        if chunk.rows is None:  # one sequence: its strided per-head views go to an fp32 bmm as they are, no copy
+            # (a bf16 bmm on CPU copies interleaved per-head views at each use, forward and backward: copied once)
+            padded = heads_first if count == 1 and chunk_qkv.dtype == torch.float32 else heads_first.contiguous()
         else:
             padded = heads_first.new_zeros(3, heads, count * width, dim).index_copy_(2, chunk.rows, heads_first)
         q, k, v = padded.unbind(0)  # each (h, count x width, d)

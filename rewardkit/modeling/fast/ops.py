@@ -45,12 +45,16 @@ def relative_indices(att, width: int, device: torch.device) -> tuple[torch.Tenso
 
 class GatherLast(torch.autograd.Function):
     """torch.gather(x, -1, index) whose backward keeps only the index: torch.gather's saves x itself, and x here
-    is the full (heads x count, width, P) position-score tensor, the largest tensor a layer saves."""
+    is the full (heads x count, width, P) position-score tensor, the largest tensor a layer saves. A 16-bit x (bf16
+    under autocast) is gathered as int16: the same bits, without the fp32 round trip torch's CPU gather makes of
+    a bf16 tensor (a full-size cast of the input and of the result: most of a tiny-dims bf16 step's extra time)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(index)
         ctx.x_shape = x.shape
+        if x.dtype in (torch.bfloat16, torch.float16):
+            return torch.gather(x.view(torch.int16), -1, index).view(x.dtype)
         return torch.gather(x, -1, index)
 
     @staticmethod
