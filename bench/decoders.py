@@ -1,13 +1,14 @@
 """Decoder reward models at SmolLM2-135M dims (#26): prefix sharing vs our unshared decoder path, ours vs TRL's
 RewardTrainer, and best-of-n scoring with the prompt computed once vs the n full sequences.
 
-    python -m bench.decoders [--parts share trl best-of-n] [--steps 2] [--warmup 1] [--batch 8]
+    python -m bench.decoders [--parts share trl best-of-n] [--steps 2] [--warmup 1] [--batch 8] [--grad-accum 1]
         [--max-length 1024] [--prompt-tokens 500] [--n 8] [--repeats 3] [--no-record]
 
 Model: bench.fsdp_scale.decoder_base (LlamaForSequenceClassification at SmolLM2-135M's dims, random init, a BPE
 tokenizer trained on the bench data). Data: the bench's HH-shaped conversations (bench/workloads.py: the prompt is
 about 74% of a pair's characters). Each trainer runs in its own subprocess on the same (warmup + steps) x batch
-pairs, fp32:
+pairs, fp32, each step --grad-accum micro-batches of batch / grad-accum pairs (at SmolLM2-135M dims and len 1024
+a padded micro-batch of 8 pairs needs more than 24 GB):
 - share: our train loop (`rewardkit.training.loop.optimize`, from a token store as the train stage) with
   train.prefix_sharing auto and off. tokens-of-work/s = the real tokens of both full sequences of every pair per
   second (the same work either way); `computed` = the tokens the forwards really ran (shared prompts once).
@@ -44,7 +45,7 @@ def count_computed(model, counts: dict) -> None:
 
 
 def time_training(model_dir: str, data: str, sharing: str, steps: int, warmup: int, batch: int,
-                  max_length: int) -> dict:
+                  max_length: int, grad_accum: int = 1) -> dict:
     """Our train loop over exactly (warmup + steps) x batch pairs; the steps after `warmup` timed."""
     import torch
 
@@ -58,7 +59,7 @@ def time_training(model_dir: str, data: str, sharing: str, steps: int, warmup: i
     model.share_prefix = model.share_prefix and sharing == "auto"  # as the train stage sets it
     cfg = TrainConfig(max_length=max_length, batch_size=batch, epochs=1, lr=5e-5, scheduler="constant",
                       warmup_ratio=0.0, checkpoint_every=0, device="cpu", precision="fp32", seed=SEED,
-                      prefix_sharing=sharing)
+                      prefix_sharing=sharing, grad_accum_steps=grad_accum)
     counts = {"computed": 0, "slots": 0}
     count_computed(model, counts)
     stamps: list[tuple[float, int, int, int]] = []
@@ -171,6 +172,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches a step (ours and TRL alike)")
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--prompt-tokens", type=int, default=500)
     parser.add_argument("--n", type=int, default=8)
@@ -187,7 +189,7 @@ def main() -> None:
     data = workloads.first_rows(train, (args.steps + args.warmup) * args.batch)
     load = system.load_1min()
     common = [str(model), str(data), "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch",
-              str(args.batch), "--max-length", str(args.max_length)]
+              str(args.batch), "--max-length", str(args.max_length), "--grad-accum", str(args.grad_accum)]
     me = [sys.executable, "-m", "bench.decoders"]
     results, best = {}, None
     if "share" in args.parts:
@@ -205,8 +207,8 @@ def main() -> None:
         system.record([f"## {datetime.date.today()}: decoder reward models, SmolLM2-135M dims (#26)", "",
                        f"- command: `python -m bench.decoders {shlex.join(sys.argv[1:])}`",
                        f"- machine: {system.machine()}; load {load:.2f} at start, {system.load_1min():.2f} at end",
-                       f"- {args.steps} timed steps after {args.warmup} warm-up, batch {args.batch} pairs, max length "
-                       f"{args.max_length}, fp32", "", *lines, ""])
+                       f"- {args.steps} timed steps after {args.warmup} warm-up, batch {args.batch} pairs in "
+                       f"{args.grad_accum} micro-batch(es), max length {args.max_length}, fp32", "", *lines, ""])
 
 
 def worker() -> None:
@@ -214,13 +216,13 @@ def worker() -> None:
     p.add_argument("mode", choices=("train", "score"))
     p.add_argument("model")
     p.add_argument("data")
-    for flag, default in (("--steps", 2), ("--warmup", 1), ("--batch", 8), ("--max-length", 1024),
-                          ("--prompt-tokens", 500), ("--n", 8), ("--repeats", 3)):
+    for flag, default in (("--steps", 2), ("--warmup", 1), ("--batch", 8), ("--grad-accum", 1),
+                          ("--max-length", 1024), ("--prompt-tokens", 500), ("--n", 8), ("--repeats", 3)):
         p.add_argument(flag, type=int, default=default)
     p.add_argument("--sharing", choices=("auto", "off"), default="auto")
     a = p.parse_args()
     if a.mode == "train":
-        result = time_training(a.model, a.data, a.sharing, a.steps, a.warmup, a.batch, a.max_length)
+        result = time_training(a.model, a.data, a.sharing, a.steps, a.warmup, a.batch, a.max_length, a.grad_accum)
     else:
         result = time_best_of_n(a.model, a.data, a.prompt_tokens, a.n, a.repeats)
     print(json.dumps(result))

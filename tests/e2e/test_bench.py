@@ -80,14 +80,14 @@ def tiny_decoder_dir(out: Path, rows: list[dict]) -> Path:
 
 
 def test_decoder_bench_times_shared_unshared_trl_and_best_of_n(tmp_path):
-    """Every row and verdict the decoder bench prints, at tiny dims (one timed step of 2 pairs, one repeat)."""
+    """Every row and verdict the decoder bench prints, at tiny dims (one timed step of 2 pairs in 2 micro-batches, one repeat)."""
     from bench import workloads
 
     env = subprocess_env(BENCH_OUT=str(tmp_path))
     rows = workloads.read_jsonl(workloads.bench_data()[0])[:40]  # the bench's own HH-shaped rows
     model = tiny_decoder_dir(tmp_path / "model", rows)
     proc = subprocess.run([sys.executable, "-m", "bench.decoders", "--model", str(model), "--steps", "1",
-                           "--warmup", "1", "--batch", "2", "--max-length", "1024", "--repeats", "1", "--no-record"],
+                           "--warmup", "1", "--batch", "2", "--grad-accum", "2", "--max-length", "1024", "--repeats", "1", "--no-record"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
