@@ -8,10 +8,10 @@ quality comparison (bench/quality.py), --lr, --seed and --save DIR (the trained 
 for BERT-family tokenizers, which have no EOS token (TRL appends one to every text and fails without it), the
 tokenizer's SEP token as EOS (`eos_from_sep` in the JSON line: that token, or null when the tokenizer has an EOS);
 and, for bench/gpu_check.py, --device cuda and --bf16 (RewardConfig bf16=True), with the steps timed after a
-CUDA synchronize and the peak GPU memory (`peak_gpu_mb`).
+CUDA synchronize and the peak GPU memory (`peak_gpu_mb`); for bench/decoders.py, --grad-accum (micro-batches a step).
 
 usage: python trl_rm.py MODEL_DIR DATA.jsonl [--steps 20] [--warmup 2] [--batch 10] [--max-length 128]
-                        [--lr 5e-5] [--seed 0] [--save DIR] [--device cpu|cuda] [--bf16]
+                        [--lr 5e-5] [--seed 0] [--save DIR] [--device cpu|cuda] [--bf16] [--grad-accum 1]
 """
 import argparse, json, time, tempfile, torch
 from datasets import Dataset
@@ -25,6 +25,7 @@ ap.add_argument("--batch", type=int, default=10); ap.add_argument("--max-length"
 ap.add_argument("--lr", type=float, default=5e-5); ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--save"); ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
 ap.add_argument("--bf16", action="store_true")
+ap.add_argument("--grad-accum", type=int, default=1)  # micro-batches of batch / grad-accum pairs a step
 a = ap.parse_args()
 torch.manual_seed(a.seed)
 tok = AutoTokenizer.from_pretrained(a.model)
@@ -53,7 +54,8 @@ class Clock(TrainerCallback):
 
 clock = Clock()
 with tempfile.TemporaryDirectory() as out:
-    cfg = RewardConfig(output_dir=out, max_length=a.max_length, per_device_train_batch_size=a.batch,
+    cfg = RewardConfig(output_dir=out, max_length=a.max_length, per_device_train_batch_size=a.batch // a.grad_accum,
+                       gradient_accumulation_steps=a.grad_accum,
                        learning_rate=a.lr, seed=a.seed, max_steps=a.steps + a.warmup, report_to="none", save_strategy="no",
                        logging_steps=1000, bf16=a.bf16, gradient_checkpointing=False, use_cpu=a.device == "cpu",
                        dataloader_drop_last=True, lr_scheduler_type="constant")

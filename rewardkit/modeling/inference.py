@@ -1,8 +1,10 @@
 """Forward-only scoring of encoded sequences in length-sorted batches: evaluation, the training-set pass, scoring.
 
 On CPU the batches run on `torch.get_num_threads()` Python threads with one intra-op thread each, longest first:
-whole small batches in parallel beat one batch's small matmuls split over cores. Every batch is computed by one
-thread, so rewards are bit-identical whatever the number of cores. On CUDA, and for a model sharded with FSDP
+whole small batches in parallel beat one batch's small matmuls split over cores. With fewer batches than threads
+(a lone best-of-n group is one packed batch) each worker gets the spare cores as intra-op threads instead of
+leaving them idle. torch's CPU kernels split rows, not sums, over threads, so rewards stay bit-identical whatever
+the number of cores (tests/unit/test_scorer.py checks both cases). On CUDA, and for a model sharded with FSDP
 (whose forwards all-gather weights: every rank must issue them in the same order), they run one after another.
 `precision` (fp32, bf16 or auto: rewardkit.modeling.devices) is the body's; the score head and rewards are fp32.
 After each CPU batch the process's freed heap is kept within a bound (rewardkit.allocator.HeapBound, one for the
@@ -72,8 +74,10 @@ def score_sequences(model: Model, sequences: list[list[int]], pad_id: int, batch
     if device.type != "cpu" or isinstance(model, FSDPModule):  # sharded: every rank's gathers in one order
         _collect(rewards, batches, map(score, batches), progress)
         return rewards
-    workers = max(1, min(torch.get_num_threads(), len(batches)))
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="score", initializer=torch.set_num_threads, initargs=(1,))
+    threads = torch.get_num_threads()
+    workers = max(1, min(threads, len(batches)))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="score", initializer=torch.set_num_threads,
+                              initargs=(max(1, threads // workers),))
     try:  # set_num_threads is per thread (OpenMP's and MKL's settings are thread-local): the caller's is kept
         results = pool.map(score, batches)
         _collect(rewards, batches, results, progress, HEAP)

@@ -113,7 +113,8 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",
                                          "prompt_truncated", "response_truncated")}
     if ranks.is_main:
-        print(f"training on {len(pairs)} pairs ({counts}) on {device} x{ranks.world} in {cfg.precision}",
+        shared = ", each pair's prompt computed once (prefix sharing)" if model.share_prefix else ""
+        print(f"training on {len(pairs)} pairs ({counts}) on {device} x{ranks.world} in {cfg.precision}{shared}",
               file=sys.stderr)
     ckpt_dir = paths.scratch / "train" / key
     training, validation = carve_validation(pairs, cfg)

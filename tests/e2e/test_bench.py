@@ -79,22 +79,28 @@ def tiny_decoder_dir(out: Path, rows: list[dict]) -> Path:
     return out
 
 
-def test_decoder_bench_times_shared_unshared_and_best_of_n(tmp_path):
+def test_decoder_bench_times_shared_unshared_trl_and_best_of_n(tmp_path):
+    """Every row and verdict the decoder bench prints, at tiny dims (one timed step of 2 pairs in 2 micro-batches, one repeat)."""
     from bench import workloads
 
     env = subprocess_env(BENCH_OUT=str(tmp_path))
     rows = workloads.read_jsonl(workloads.bench_data()[0])[:40]  # the bench's own HH-shaped rows
     model = tiny_decoder_dir(tmp_path / "model", rows)
-    proc = subprocess.run([sys.executable, "-m", "bench.decoders", "--model", str(model), "--parts", "share",
-                           "best-of-n", "--steps", "1", "--warmup", "1", "--batch", "2", "--max-length", "1024",
-                           "--repeats", "1", "--no-record"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "bench.decoders", "--model", str(model), "--steps", "1",
+                           "--warmup", "1", "--batch", "2", "--grad-accum", "2", "--max-length", "1024", "--repeats", "1", "--no-record"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    table = {cells[0]: cells for cells in (line.strip("| ").split(" | ") for line in proc.stdout.splitlines()
-                                          if line.startswith("| ours"))}
-    assert set(table) == {"ours shared", "ours unshared"}
+    lines = proc.stdout.splitlines()
+    table = {cells[0]: cells for cells in (line.strip("| ").split(" | ") for line in lines
+                                          if line.startswith(("| ours", "| trl")))}
+    assert set(table) == {"ours shared", "ours unshared", "trl"}
+    for name, (_, pairs_s, tokens_s, _, _, rss) in table.items():
+        assert float(pairs_s) > 0 and float(tokens_s) > 0 and float(rss.replace(",", "")) > 100, name
     assert float(table["ours shared"][3]) < 1.0 <= float(table["ours unshared"][3])  # the prompt computed once
-    assert any(line.startswith("- target prefix sharing >= 1.3x") for line in proc.stdout.splitlines())
-    best = [line for line in proc.stdout.splitlines() if line.startswith("- target best-of-8")]
+    assert table["trl"][3] == "1.00 (padded)"
+    assert any(line.startswith("- target prefix sharing >= 1.3x") for line in lines)
+    trl = [line for line in lines if line.startswith("- target ours >= 3x TRL")]
+    assert trl and "of the 4 pairs" in trl[0]
+    best = [line for line in lines if line.startswith("- target best-of-8")]
     assert best and "rewards within" in best[0]
     assert float(best[0].split("rewards within ")[1].split(")")[0]) < 1e-4  # shared scores = full-sequence ones

@@ -173,6 +173,28 @@ def test_cpu_scoring_is_bit_identical_on_any_number_of_cores(work, monkeypatch):
     torch.testing.assert_close(results[0][:5], alone, atol=1e-5, rtol=0)
 
 
+def test_a_lone_batch_is_scored_on_every_core_bit_identically(work):
+    """Fewer batches than cores (one best-of-n group packs into one batch): the worker gets the spare cores as
+    intra-op threads, and the rewards are the same bits as on one core."""
+    model, tokenizer, _ = load_artifact(work / "models/reward_model")
+    rows = easy_rows(4, seed=5)
+    seqs = RewardScorer(model, tokenizer, {"max_length": 64}, torch.device("cpu")).encode(
+        [r["prompt"] for r in rows], [r["chosen"] for r in rows])
+    seen: list[int] = []
+    hook = model.register_forward_pre_hook(lambda module, inputs: seen.append(torch.get_num_threads()))
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(score_sequences(model, seqs, tokenizer.pad_token_id, 16, torch.device("cpu")))
+    finally:
+        torch.set_num_threads(threads)
+        hook.remove()
+    assert seen == [1, 2]  # one batch each time, on all the caller's threads
+    assert torch.equal(results[0], results[1])
+
+
 def test_a_scoring_error_stops_the_workers():
     calls = []
 
