@@ -2,17 +2,18 @@
 and without activation checkpointing, and LoRA r=16: per-rank peak RSS, its model-state part, tokens/s.
 
     python -m bench.fsdp_scale [--configs ddp fsdp ...] [--steps 2] [--warmup 1] [--batch 4] [--max-length 128]
-        [--no-record]
+        [--nproc 2] [--precision fp32] [--dims smollm2-135m|qwen2-0.5b] [--model DIR] [--no-record]
 
 Model: LlamaForSequenceClassification at SmolLM2-135M's published dims (hidden 576, 30 layers, 9 heads, 3 KV heads,
 intermediate 1536, vocabulary 49152, tied embeddings), random init (seed 0), with a byte-level BPE tokenizer
 trained on the bench conversations (bench/workloads.py; it reaches fewer ids than the embedding holds). Each config
-is its own `torchrun --standalone --nproc-per-node 2` job (gloo on CPU, one intra-op thread a rank), running
-`rewardkit.training.loop.optimize` from a token store as the train stage does, fp32, AdamW, no checkpoints. Per
+is its own `torchrun --standalone --nproc-per-node N` job (gloo on CPU, 2/N intra-op threads a rank), running
+`rewardkit.training.loop.optimize` from a token store as the train stage does, fp32 or bf16 autocast (--precision),
+AdamW, no checkpoints; with --nproc 1, "ddp" is one plain process. --dims qwen2-0.5b: Qwen2-0.5B's dims. Per
 rank: RSS before the model is loaded, after the first optimizer step (the model part: weights, gradients and
 AdamW state resident, activations freed) and the process's peak (ru_maxrss); tokens/s over the timed steps (real
-tokens of both ranks). Appends a dated section to bench/RESULTS.md unless --no-record.
-Not measured here: TRL's RewardTrainer on this model, Qwen2-0.5B dims, length 1024 (hours of CPU time).
+tokens of both ranks). Appends a dated section to bench/RESULTS.md unless --no-record. bench.scale_targets runs
+the issue's targets (length 1024, TRL, LoRA quality, Qwen2-0.5B) through `run_config`.
 """
 from __future__ import annotations
 
@@ -39,16 +40,20 @@ CONFIGS = {  # name: train params beyond the common ones
 SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                     num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192, rope_theta=100000.0,
                     tie_word_embeddings=True)
+QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0,
+                 tie_word_embeddings=True)  # Qwen2-0.5B's published config.json
+DIMS = {"smollm2-135m": ("llama", SMOLLM2_135M), "qwen2-0.5b": ("qwen2", QWEN2_05B)}
 
 
-def decoder_base(train_data: Path) -> Path:
-    """The SmolLM2-135M-dims classifier and its BPE tokenizer (built once under bench/out/models)."""
-    out = workloads.OUT / "models" / f"smollm2-135m-{train_data.stem}"
+def decoder_base(train_data: Path, dims: str = "smollm2-135m") -> Path:
+    """The classifier at `dims` (DIMS) and its BPE tokenizer (built once under bench/out/models)."""
+    out = workloads.OUT / "models" / f"{dims}-{train_data.stem}"
     if (out / "config.json").exists():
         return out
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
     rows = workloads.read_jsonl(train_data)
     texts = list(dict.fromkeys(t for r in rows for t in (r["prompt"], r["chosen"], r["rejected"])))
@@ -57,10 +62,11 @@ def decoder_base(train_data: Path) -> Path:
     bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=8000, special_tokens=["<|endoftext|>", "<|pad|>"],
                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|pad|>")
-    config = LlamaConfig(**SMOLLM2_135M, num_labels=1, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+    family, shape = DIMS[dims]
+    config = AutoConfig.for_model(family, **shape, num_labels=1, pad_token_id=tokenizer.pad_token_id,
+                                  eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
     torch.manual_seed(workloads.SEED)
-    LlamaForSequenceClassification(config).save_pretrained(out)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
 
@@ -98,7 +104,7 @@ def watch_first_step(model, breakdown: dict) -> None:
 
 
 def worker(config: str, base: Path, data: Path, out: Path, steps: int, warmup: int, batch: int,
-           max_length: int) -> None:
+           max_length: int, precision: str) -> None:
     """One rank of one config (under torchrun): train, then write this rank's figures to out/rank-<r>.json."""
     import torch
 
@@ -113,14 +119,14 @@ def worker(config: str, base: Path, data: Path, out: Path, steps: int, warmup: i
     before = rss_mb()
     cfg = TrainConfig(max_length=max_length, batch_size=batch, epochs=1, lr=5e-5, scheduler="constant",
                       warmup_ratio=0.0, checkpoint_every=0, device="cpu", nproc_per_node=ranks.world,
-                      precision="fp32", seed=workloads.SEED, **CONFIGS[config])
+                      precision=precision, seed=workloads.SEED, **CONFIGS[config])
     model, tokenizer = load_base(str(base), "cls", workloads.SEED)
     if cfg.lora_settings().r:
         lora.apply_lora(model, cfg.lora_settings())
     if cfg.gradient_checkpointing:
         memory.enable_activation_checkpointing(model)
     if cfg.strategy == "fsdp":
-        fsdp.shard(model, device, ranks, bf16=False)
+        fsdp.shard(model, device, ranks, bf16=precision == "bf16")
     breakdown = {"rss_after_setup_mb": rss_mb()}
     watch_first_step(model, breakdown)
     stamps: list[tuple[float, int, float, float]] = []
@@ -146,21 +152,24 @@ def worker(config: str, base: Path, data: Path, out: Path, steps: int, warmup: i
 
 
 def run_config(config: str, base: Path, data: Path, args, log_dir: Path) -> list[dict]:
+    """Run `config` as one torchrun job of args.nproc ranks (the machine's 2 cores split between them); return
+    each rank's figures."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-               "bench.fsdp_scale", "worker", config, str(base), str(data), out, "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--batch", str(args.batch), "--max-length", str(args.max_length)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(workloads.ROOT)}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(args.nproc),
+               "-m", "bench.fsdp_scale", "worker", config, str(base), str(data), out, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--batch", str(args.batch), "--max-length", str(args.max_length),
+               "--precision", args.precision]
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, 2 // args.nproc)), "PYTHONPATH": str(workloads.ROOT)}
         log = log_dir / f"{config}.log"
         with open(log, "wb") as f:
             code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
         if code:
             raise SystemExit(f"{config} failed (exit {code}); see {log}")
-        return [json.loads((Path(out) / f"rank-{r}.json").read_text()) for r in (0, 1)]
+        return [json.loads((Path(out) / f"rank-{r}.json").read_text()) for r in range(args.nproc)]
 
 
 def table(results: dict[str, list[dict]]) -> list[str]:
-    lines = ["| config | tokens/s (2 ranks) | peak RSS per rank MB | model part per rank MB (after step 1 - before "
+    lines = ["| config | tokens/s (all ranks) | peak RSS per rank MB | model part per rank MB (after step 1 - before "
              "load) | vs ddp | trainable params |", "|---|---|---|---|---|---|"]
     model_part = {c: max(r["rss_after_step1_mb"] - r["rss_before_mb"] for r in rs) for c, rs in results.items()}
     for config, ranks in results.items():
@@ -187,6 +196,14 @@ def breakdown_table(results: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """How each config runs: processes, precision, the model's dims (or a model directory)."""
+    parser.add_argument("--nproc", type=int, choices=(1, 2), default=2)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--dims", choices=list(DIMS), default="smollm2-135m")
+    parser.add_argument("--model", type=Path, help="a decoder classifier directory (default: built at --dims)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
@@ -194,10 +211,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=128)
+    add_run_options(parser)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     train, _ = workloads.bench_data()
-    base = decoder_base(train)
+    base = args.model or decoder_base(train, args.dims)
     log_dir = workloads.OUT / "fsdp_scale"
     log_dir.mkdir(parents=True, exist_ok=True)
     load = system.load_1min()
@@ -210,7 +228,8 @@ def main() -> None:
         system.record([f"## {datetime.date.today()}: model-scale, SmolLM2-135M dims, 2 CPU processes (#25)", "",
                        f"`python -m bench.fsdp_scale {' '.join(sys.argv[1:])}` on {system.machine()}, load "
                        f"{load:.2f} at start; steps {args.steps} timed after {args.warmup}, batch {args.batch} "
-                       f"pairs, max length {args.max_length}, fp32.", "", *lines, ""])
+                       f"pairs, max length {args.max_length}, {args.precision}, {args.nproc} processes.", "",
+                       *lines, ""])
 
 
 if __name__ == "__main__":
@@ -223,7 +242,8 @@ if __name__ == "__main__":
         p.add_argument("out", type=Path)
         for flag in ("--steps", "--warmup", "--batch", "--max-length"):
             p.add_argument(flag, type=int)
+        p.add_argument("--precision")
         a = p.parse_args()
-        worker(a.config, a.base, a.data, a.out, a.steps, a.warmup, a.batch, a.max_length)
+        worker(a.config, a.base, a.data, a.out, a.steps, a.warmup, a.batch, a.max_length, a.precision)
     else:
         main()

@@ -12,6 +12,7 @@ CUDA synchronize and the peak GPU memory (`peak_gpu_mb`); for bench/decoders.py,
 
 usage: python trl_rm.py MODEL_DIR DATA.jsonl [--steps 20] [--warmup 2] [--batch 10] [--max-length 128]
                         [--lr 5e-5] [--seed 0] [--save DIR] [--device cpu|cuda] [--bf16] [--grad-accum 1]
+                        [--gradient-checkpointing]
 """
 import argparse, json, time, tempfile, torch
 from datasets import Dataset
@@ -26,6 +27,7 @@ ap.add_argument("--lr", type=float, default=5e-5); ap.add_argument("--seed", typ
 ap.add_argument("--save"); ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
 ap.add_argument("--bf16", action="store_true")
 ap.add_argument("--grad-accum", type=int, default=1)  # micro-batches of batch / grad-accum pairs a step
+ap.add_argument("--gradient-checkpointing", action="store_true")  # RewardConfig's own default (bench.scale_targets)
 a = ap.parse_args()
 torch.manual_seed(a.seed)
 tok = AutoTokenizer.from_pretrained(a.model)
@@ -57,7 +59,7 @@ with tempfile.TemporaryDirectory() as out:
     cfg = RewardConfig(output_dir=out, max_length=a.max_length, per_device_train_batch_size=a.batch // a.grad_accum,
                        gradient_accumulation_steps=a.grad_accum,
                        learning_rate=a.lr, seed=a.seed, max_steps=a.steps + a.warmup, report_to="none", save_strategy="no",
-                       logging_steps=1000, bf16=a.bf16, gradient_checkpointing=False, use_cpu=a.device == "cpu",
+                       logging_steps=1000, bf16=a.bf16, gradient_checkpointing=a.gradient_checkpointing, use_cpu=a.device == "cpu",
                        dataloader_drop_last=True, lr_scheduler_type="constant")
     tr = RewardTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[clock])
     clock.trainer = tr
