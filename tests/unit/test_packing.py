@@ -3,6 +3,7 @@
 sdpa and eager attention; encoders and sliding-window models are not packed."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
