@@ -36,7 +36,8 @@ metrics: setup
 repro: setup
 	$(RUN) $(BIN)/python -m stages.dvc_run repro
 
-test: setup
+# the benchmark smoke tests (tests/e2e/test_bench*.py) run TRL's RewardTrainer as a peer: the bench-only pins too
+test: setup $(VENV)/.bench-installed
 	$(RUN) $(BIN)/python -m pytest -q --durations=15
 
 # the in-process tier alone (no dvc, torchrun or subprocesses): for everyday work
