@@ -18,7 +18,7 @@ def test_scale_targets_runs_trl_at_its_defaults_against_ours_and_qwen_where_it_f
     model = tiny_decoder_dir(tmp_path / "model", workloads.read_jsonl(workloads.bench_data()[0])[:40])
     proc = subprocess.run([sys.executable, "-m", "bench.scale_targets", "--parts", "trl", "qwen", "--trl-runs",
                            "defaults", "--model", str(model), "--qwen-model", str(model), "--batch", "1",
-                           "--max-length", "128", "--qwen-length", "64"], cwd=ROOT, env=env, capture_output=True,
+                           "--max-length", "1024", "--qwen-length", "64"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     parts = {p: json.loads((tmp_path / "scale_targets" / f"{p}.json").read_text()) for p in ("trl", "qwen")}
