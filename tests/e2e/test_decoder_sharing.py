@@ -5,14 +5,14 @@ losses and eval metrics within 1e-4 of each other and of the one-process run.
 """
 from __future__ import annotations
 
-import csv
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import easy_rows, evaluate_paths, prepare_stage_inputs, train_in_process, watch_training
+from tests.conftest import (easy_rows, evaluate_paths, live_series, prepare_stage_inputs, train_in_process,
+                            watch_training)
 from tests.unit.test_families import build
 
 STEPS = 6  # 48 pairs / 8 per step, 1 epoch
@@ -25,8 +25,7 @@ SHARED = "each pair's prompt computed once (prefix sharing)"
 
 
 def curve_losses(work: Path) -> list[float]:
-    with open(work / "metrics" / "train_curve.csv", newline="") as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
+    return [loss for _, loss in live_series(work, "loss")]
 
 
 def eval_metrics(work: Path) -> dict:

@@ -18,7 +18,7 @@ import pytest
 
 from rewardkit.training.distributed import LOST_PEER
 from rewardkit.training.launcher import ErrorsOnce
-from tests.conftest import TrainingRun, easy_rows, prepare_stage_inputs, watch_training
+from tests.conftest import TrainingRun, easy_rows, live_curve, prepare_stage_inputs, watch_training
 
 ROWS = easy_rows(96)
 STEPS = 24  # 96 pairs / 8 per step x 2 epochs
@@ -93,7 +93,7 @@ def test_two_processes_train_like_one(reference):
     assert (one.workers, two.workers) == (0, 2)
     # the same global batch at every step: per-step losses agree to float noise (sums over two halves instead of
     # one batch), where another batch would differ in the second digit
-    a, b = curve(one_dir), curve(two_dir)
+    a, b = live_curve(one_dir), live_curve(two_dir)
     assert len(a) == len(b) == STEPS
     for x, y in zip(a, b):
         assert (x["step"], x["epoch"], x["lr"]) == (y["step"], y["epoch"], y["lr"])
