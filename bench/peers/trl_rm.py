@@ -8,7 +8,8 @@ quality comparison (bench/quality.py), --lr, --seed and --save DIR (the trained 
 for BERT-family tokenizers, which have no EOS token (TRL appends one to every text and fails without it), the
 tokenizer's SEP token as EOS (`eos_from_sep` in the JSON line: that token, or null when the tokenizer has an EOS);
 and, for bench/gpu_check.py, --device cuda and --bf16 (RewardConfig bf16=True), with the steps timed after a
-CUDA synchronize and the peak GPU memory (`peak_gpu_mb`); for bench/decoders.py, --grad-accum (micro-batches a step).
+CUDA synchronize and the peak GPU memory (`peak_gpu_mb`); for bench/decoders.py, --grad-accum (micro-batches a step)
+and the padded token slots (`slots`) and rows x padded width^2 (`sq_slots`) of the timed forwards, for its FLOPs.
 
 usage: python trl_rm.py MODEL_DIR DATA.jsonl [--steps 20] [--warmup 2] [--batch 10] [--max-length 128]
                         [--lr 5e-5] [--seed 0] [--save DIR] [--device cpu|cuda] [--bf16] [--grad-accum 1]
@@ -38,9 +39,12 @@ model = AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=1
 rows = [json.loads(l) for l in open(a.data)]
 ds = Dataset.from_list(rows)
 
-squares = [0]  # sum of squared real lengths of the training forwards so far
-model.register_forward_pre_hook(lambda m, args, kw: squares.__setitem__(0, squares[0] + int(
-    (kw["attention_mask"].sum(1) ** 2).sum())) if m.training and "attention_mask" in kw else None, with_kwargs=True)
+squares = [0, 0, 0]  # of the training forwards so far: sum of squared real lengths, padded slots, rows x width^2
+def count(m, args, kw):
+    if m.training and "attention_mask" in kw:
+        mask = kw["attention_mask"]
+        squares[0] += int((mask.sum(1) ** 2).sum()); squares[1] += mask.numel(); squares[2] += mask.shape[0] * mask.shape[1] ** 2
+model.register_forward_pre_hook(count, with_kwargs=True)
 
 def clock_now():
     if a.device == "cuda": torch.cuda.synchronize()
@@ -49,10 +53,10 @@ def clock_now():
 class Clock(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         if state.global_step == a.warmup:
-            self.t0, self.tok0, self.sq0 = clock_now(), self.trainer._total_train_tokens, squares[0]
+            self.t0, self.tok0, self.sq0 = clock_now(), self.trainer._total_train_tokens, list(squares)
         if state.global_step == a.warmup + a.steps:
             self.el, self.tokens = clock_now() - self.t0, self.trainer._total_train_tokens - self.tok0
-            self.sq = squares[0] - self.sq0
+            self.sq, self.slots, self.sq_slots = (now - then for now, then in zip(squares, self.sq0))
 
 clock = Clock()
 with tempfile.TemporaryDirectory() as out:
@@ -66,5 +70,6 @@ with tempfile.TemporaryDirectory() as out:
     tr.train()
     if a.save: tr.save_model(a.save)
 print(json.dumps({"impl": "trl", "pairs_per_s": a.steps * a.batch / clock.el, "s_per_step": clock.el / a.steps, "kept_pairs": len(tr.train_dataset),
-                  "tokens": clock.tokens, "sq_tokens": clock.sq, "eos_from_sep": eos_from_sep,
+                  "tokens": clock.tokens, "sq_tokens": clock.sq,
+                  "slots": clock.slots, "sq_slots": clock.sq_slots, "eos_from_sep": eos_from_sep,
                   **({"peak_gpu_mb": torch.cuda.max_memory_allocated() / 2 ** 20} if a.device == "cuda" else {})}))
