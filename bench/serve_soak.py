@@ -25,7 +25,7 @@ def p99_drift(windows: list[list[float]], span: int = SPAN) -> tuple[float, floa
     """(p99 of the first `span` windows after warm-up pooled, p99 of the last `span` pooled, relative change).
 
     32 closed-loop clients send ~170 requests in a 30 s window of the 3-minute soak, so one window's p99 is its
-    2nd largest sample: adjacent windows of one run differed by up to 8% (two 3-minute runs, 2026-12-07).
+    2nd largest sample: adjacent windows of one run differed by up to 8.5% (two 3-minute runs, 2026-12-07).
     Pooling two windows at each end doubles the samples behind each p99 while still comparing the start of the
     steady state with its end: a server that slows down over the run still fails; the warm-up window is never used."""
     if len(windows) < 1 + 2 * span:
