@@ -3,8 +3,7 @@ POST /score_pairs back to back for the whole run, while slow clients trickle a r
 idle connections open and say nothing, both reopened each time the server drops them.
 
 The run is cut in WINDOWS equal windows; the first is warm-up. Targets: server RSS at the end of every later window
-within 5% of its value after warm-up, p99 latency of the last window within 20% of the first after warm-up, no
-error, a fixed probe request's rewards the same in every window (within TOLERANCE), every slow client answered 408
+within 5% of its value after warm-up, p99 latency drift within 20% (`p99_drift`), no error, a fixed probe request's rewards the same in every window (within TOLERANCE), every slow client answered 408
 and every idle connection closed by the server (within its timeout plus a margin) while the others are served.
 """
 from __future__ import annotations
@@ -19,6 +18,21 @@ import psutil
 
 WINDOWS, TOLERANCE = 6, 1e-5
 RSS_GROWTH, P99_DRIFT, MARGIN_S = 0.05, 0.20, 3.0
+SPAN = 2  # windows pooled at each end for the p99 drift
+
+
+def p99_drift(windows: list[list[float]], span: int = SPAN) -> tuple[float, float, float]:
+    """(p99 of the first `span` windows after warm-up pooled, p99 of the last `span` pooled, relative change).
+
+    32 closed-loop clients send ~170 requests in a 30 s window of the 3-minute soak, so one window's p99 is its
+    2nd largest sample: adjacent windows of one run differed by up to 8.5% (two 3-minute runs, 2026-12-07).
+    Pooling two windows at each end doubles the samples behind each p99 while still comparing the start of the
+    steady state with its end: a server that slows down over the run still fails; the warm-up window is never used."""
+    if len(windows) < 1 + 2 * span:
+        raise ValueError(f"need at least {1 + 2 * span} windows (warm-up + {span} at each end), got {len(windows)}")
+    first = float(np.percentile([x for w in windows[1:1 + span] for x in w], 99))
+    last = float(np.percentile([x for w in windows[-span:] for x in w], 99))
+    return first, last, last / first - 1
 
 
 async def trickle(host: str, port: int, until: float) -> list[tuple[bytes, float]]:
@@ -98,9 +112,13 @@ async def soak(url: str, pid: int, seconds: float, clients: int, requests: list[
         done = await asyncio.gather(*tasks)
     slow_drops = [d for found in done[clients + 1:clients + 1 + slow] for d in found]
     idle_drops = [s for found in done[clients + 1 + slow:] for s in found]
-    p99 = [float(np.percentile(np.array(w) * 1000, 99)) if w else float("nan") for w in latencies]
+    ms = [[x * 1000 for x in w] for w in latencies]
+    first, last, _ = p99_drift(ms)
     return {"seconds": seconds, "clients": clients, "requests": sum(map(len, latencies)), "errors": errors,
-            "rss_mb": [round(r / 2 ** 20, 1) for r in rss], "p99_ms": [round(p, 1) for p in p99],
+            "rss_mb": [round(r / 2 ** 20, 1) for r in rss], "requests_per_window": [len(w) for w in ms],
+            "p50_ms": [round(float(np.percentile(w, 50)), 1) if w else float("nan") for w in ms],
+            "p99_ms": [round(float(np.percentile(w, 99)), 1) if w else float("nan") for w in ms],
+            "p99_pooled_ms": [round(first, 1), round(last, 1)],
             "probe_diff": max(abs(a - b) for p in probes for a, b in zip(p, probes[0])),
             "slow_drops": [(status.decode(errors="replace"), round(s, 1)) for status, s in slow_drops],
             "idle_drops_s": [round(s, 1) for s in idle_drops]}
@@ -108,16 +126,16 @@ async def soak(url: str, pid: int, seconds: float, clients: int, requests: list[
 
 def verdicts(fig: dict, keep_alive_s: float, body_timeout_s: float) -> list[tuple[str, bool]]:
     """(what was measured against which target, met) per target."""
-    rss, p99 = fig["rss_mb"], fig["p99_ms"]
+    rss, (first, last) = fig["rss_mb"], fig["p99_pooled_ms"]
     growth = max(rss[1:]) / rss[0] - 1
-    drift = p99[-1] / p99[1] - 1
+    drift = last / first - 1
     slow_ok = bool(fig["slow_drops"]) and all(status.startswith("HTTP/1.1 408") and s <= body_timeout_s + MARGIN_S
                                               for status, s in fig["slow_drops"])
     idle_ok = bool(fig["idle_drops_s"]) and max(fig["idle_drops_s"]) <= keep_alive_s + MARGIN_S
     return [(f"RSS growth after warm-up <= {RSS_GROWTH:.0%}: {growth:+.1%} ({rss[0]} -> max {max(rss[1:])} MB)",
              growth <= RSS_GROWTH),
-            (f"p99 drift, first window after warm-up vs last, <= {P99_DRIFT:.0%}: {drift:+.1%} ({p99[1]} -> "
-             f"{p99[-1]} ms)", drift <= P99_DRIFT),
+            (f"p99 drift, windows 2-{1 + SPAN} pooled vs the last {SPAN}, <= {P99_DRIFT:.0%}: {drift:+.1%} "
+             f"({first} -> {last} ms)", drift <= P99_DRIFT),
             (f"errors: {fig['errors']} of {fig['requests']} requests", fig["errors"] == 0),
             (f"probe rewards unchanged (<= {TOLERANCE:g}): max diff {fig['probe_diff']:.1e}",
              fig["probe_diff"] <= TOLERANCE),
