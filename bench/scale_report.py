@@ -4,15 +4,21 @@ from __future__ import annotations
 import statistics
 
 from bench import system
+from bench.scale_targets import RUN_MARGIN_MB
 
 
 def met(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+TITLES = {"ckpt": "checkpointing at length 1024", "trl": "ours vs TRL", "lora": "LoRA quality",
+          "qwen": "Qwen2-0.5B dims with fsdp"}
+
+
 def header(parts: dict) -> list[str]:
+    """The section's title names only the parts it holds; one line per part with its command and loads."""
     first = next(iter(parts.values()))
-    lines = [f"## {first['date']}: #25 targets: checkpointing at length 1024, TRL, LoRA quality, Qwen2-0.5B dims "
+    lines = [f"## {first['date']}: #25 targets: {', '.join(TITLES[name] for name in parts)} "
              "(python -m bench.scale_targets)", "",
              f"- machine: {system.machine()}; each part held the heavy lock (the machine to itself)"]
     for name, p in parts.items():
@@ -60,7 +66,9 @@ def trl_lines(p: dict) -> list[str]:
             lines.append(f"- target {ours} >= 1.5x {peer} tokens/s: not run")
             continue
         ratio = r[ours]["tokens_per_s"] / r[peer]["tokens_per_s"]
-        lines.append(f"- target {ours} >= 1.5x {peer} tokens/s: {ratio:.2f}x, {met(ratio >= 1.5)}")
+        lines.append(f"- target {ours} >= 1.5x {peer} tokens/s: {ratio:.2f}x, {met(ratio >= 1.5)}; peak RSS "
+                     f"{r[ours]['peak_rss_mb']:,.0f} vs {r[peer]['peak_rss_mb']:,.0f} MB "
+                     f"({r[ours]['peak_rss_mb'] / r[peer]['peak_rss_mb']:.2f}x)")
     return lines
 
 
@@ -88,20 +96,47 @@ def lora_lines(p: dict) -> list[str]:
     return lines
 
 
+def per_rank(run: dict, figure) -> str:
+    """`figure(rank)` of each rank of a run, "a / b"; "-" for a run saved without its ranks."""
+    return " / ".join(f"{figure(x):,.0f}" for x in run["ranks"]) if "ranks" in run else "-"
+
+
+def live_state_mb(rank: dict) -> float:
+    """What this rank's parameters, gradients (before the first step) and AdamW state hold, read from the tensors."""
+    return rank["params_mb"] + rank["grads_mb"] + rank["optimizer_mb"]
+
+
 def qwen_lines(p: dict) -> list[str]:
     r = p["result"]
     lines = ["", f"Qwen2-0.5B dims ({r['params']:,} parameters, random init), 2 processes (1 thread each), batch "
              f"{r['batch']} pairs, max length {r['max_length']}, fp32; {r['available_mb']:,.0f} MB RAM available "
-             f"at start:", "", "| strategy | model state per rank, computed MB | tokens/s (2 ranks) | s/step | "
-             "peak RSS per rank MB |", "|---|---:|---:|---:|---:|"]
+             "at start. Per rank: the model state bench.memory_plan computes; the same read from the live tensors "
+             "(params + grads + AdamW); RSS after step 1 - before load (gradients freed by then); the peak:", "",
+             "| strategy | model state per rank, computed MB | params + grads + AdamW per rank, live MB | RSS after "
+             "step 1 - before load, per rank MB | tokens/s (2 ranks) | s/step | peak RSS per rank MB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for strategy, run in r["runs"].items():
         need = r["model_state_mb"][strategy]
         if run is None:
+            total = 2 * (need + r["full_load_mb"]) + RUN_MARGIN_MB
             lines.append(f"| {strategy} | {need:,.0f} | not run: 2 x ({need:,.0f} + {r['full_load_mb']:,.0f} full "
-                         f"load) MB + activations > {r['available_mb']:,.0f} MB available | - | - |")
+                         f"load) + {RUN_MARGIN_MB:,} activations and baseline = {total:,.0f} MB > "
+                         f"{r['available_mb']:,.0f} MB available | - | - | - | - |")
         else:
-            lines.append(f"| {strategy} | {need:,.0f} | {run['tokens_per_s']:.0f} | {run['s_per_step']:.1f} | "
-                         f"{run['peak_rss_mb']:,.0f} |")
+            lines.append(f"| {strategy} | {need:,.0f} | {per_rank(run, live_state_mb)} | "
+                         f"{per_rank(run, lambda x: x['rss_after_step1_mb'] - x['rss_before_mb'])} | "
+                         f"{run['tokens_per_s']:.1f} | {run['s_per_step']:.1f} | "
+                         f"{per_rank(run, lambda x: x['peak_rss_mb'])} |")
+    fsdp, ddp = r["runs"].get("fsdp"), r["runs"].get("ddp")
+    if fsdp and "ranks" in fsdp:
+        part = max(live_state_mb(x) for x in fsdp["ranks"])
+        ddp_part = max(live_state_mb(x) for x in ddp["ranks"]) if ddp and "ranks" in ddp else None
+        against = "ddp measured" if ddp_part else "ddp computed (not run)"
+        ratio = part / (ddp_part or r["model_state_mb"]["ddp"])
+        lines += ["", f"- target fsdp model+grads+AdamW per rank <= 0.6x ddp's: {part:,.0f} MB live vs "
+                  f"{ddp_part or r['model_state_mb']['ddp']:,.0f} MB {against}: {ratio:.2f}x, {met(ratio <= 0.6)}",
+                  f"- fsdp live model state vs bench.memory_plan's: {part:,.0f} vs {r['model_state_mb']['fsdp']:,.0f}"
+                  " MB computed (which adds the unsharded layers and root gathered while they run)"]
     return lines
 
 

@@ -29,6 +29,7 @@ from bench import fsdp_scale, memory_plan, system, workloads
 
 SAVED = workloads.OUT / "scale_targets"
 PARTS = ("ckpt", "trl", "lora", "qwen")
+RUN_MARGIN_MB = 2048  # a qwen run's activations and process baseline beyond its model state, roughly
 TRL_DEFAULTS = ["--bf16", "--gradient-checkpointing", "--lr", "1e-4"]  # RewardConfig's own defaults
 
 
@@ -44,7 +45,8 @@ def ours(configs: list[str], model: Path, data: Path, a, precision: str = "fp32"
         seconds = max(r["seconds"] for r in ranks)
         out[config] = {"tokens_per_s": sum(r["tokens"] for r in ranks) / seconds, "s_per_step": seconds / a.steps,
                        "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks), "trainable": ranks[0]["trainable"],
-                       "model_part_mb": max(r["rss_after_step1_mb"] - r["rss_before_mb"] for r in ranks)}
+                       "model_part_mb": max(r["rss_after_step1_mb"] - r["rss_before_mb"] for r in ranks),
+                       "ranks": ranks}  # each rank's figures (peak, live params/grads/AdamW MB) for the report
         print(config, precision, out[config], flush=True)
     return out
 
@@ -130,7 +132,7 @@ def qwen_part(a, train: Path) -> dict:
     model = a.qwen_model or fsdp_scale.decoder_base(train, "qwen2-0.5b")
     data = workloads.first_rows(train, (a.steps + a.warmup) * a.qwen_batch)
     for strategy in ("fsdp", "ddp"):
-        if 2 * (need[strategy] + load) + 2048 > free:  # + activations and the process baseline, roughly
+        if 2 * (need[strategy] + load) + RUN_MARGIN_MB > free:
             out["runs"][strategy] = None
             continue
         out["runs"].update(ours([strategy], model, data, a, nproc=2, batch=a.qwen_batch, length=a.qwen_length))

@@ -30,5 +30,9 @@ def test_scale_targets_runs_trl_at_its_defaults_against_ours_and_qwen_where_it_f
     assert qwen["params"] > 490_000_000 and set(qwen["runs"]) == {"fsdp", "ddp"}
     # ddp's per-rank need is computed from Qwen2-0.5B's dims: more than twice fsdp's
     assert qwen["model_state_mb"]["ddp"] > 2 * qwen["model_state_mb"]["fsdp"]
+    fsdp = qwen["runs"]["fsdp"]  # each rank's live tensors are saved for the report's model-state verdict
+    assert [r["rank"] for r in fsdp["ranks"]] == [0, 1] and all(r["optimizer_mb"] > r["params_mb"] > 0
+                                                                 for r in fsdp["ranks"])
     text = "\n".join(section(parts))
     assert "- target ours bf16+ckpt >= 1.5x trl defaults tokens/s: " in text and "| fsdp | " in text
+    assert "- target fsdp model+grads+AdamW per rank <= 0.6x ddp's: " in text

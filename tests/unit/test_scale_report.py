@@ -12,6 +12,11 @@ def run(tokens_per_s: float, s_per_step: float, peak: float, trainable: int = 10
             "model_part_mb": 1.0}
 
 
+def rank(params: float, grads: float, optimizer: float, peak: float) -> dict:
+    return {"params_mb": params, "grads_mb": grads, "optimizer_mb": optimizer, "peak_rss_mb": peak,
+            "rss_before_mb": 400.0, "rss_after_step1_mb": 400.0 + params + optimizer}
+
+
 def accuracy(acc: float, trainable: int) -> list[dict]:
     return [{"accuracy": acc, "seed": 0, "trainable": trainable, "total": 100, "held_out": 400}]
 
@@ -38,9 +43,37 @@ def test_each_target_is_met_or_missed_from_the_figures():
     assert "- target ours fp32 >= 1.5x trl fp32 tokens/s: not run" in text
     assert "- target LoRA within 2 standard errors of full fine-tuning: -0.020 on 400 pairs" in text
     assert "0.071: met" in text and "- LoRA r16 lr0.003 vs full fine-tuning at lr 0.0003: -0.010 (met)" in text
-    assert "| ddp | 9,425 | not run: 2 x (9,425 + 1,885 full load) MB" in text and "| fsdp | 3,900 | 50 |" in text
+    assert "| ddp | 9,425 | not run: 2 x (9,425 + 1,885 full load) + 2,048" in text
+    assert "| fsdp | 3,900 | - | - | 50.0 | 20.0 | - |" in text  # a run saved without its ranks
 
     text = "\n".join(section(parts(ckpt_peak=7000, ckpt_time=15, lora_acc=0.55, trl_rate=250)))
     assert "30% lower, MISSED" in text and "1.50x, MISSED" in text
     assert "trl defaults tokens/s: 1.20x, MISSED" in text and "-0.250 on 400 pairs" in text
     assert "0.071: MISSED" in text
+
+
+def qwen(fsdp_ranks: list[dict], ddp: dict | None = None) -> dict:
+    return {"qwen": {**STAMP, "result": {"params": 494_000_000, "batch": 2, "max_length": 128, "available_mb": 21000.0,
+                                         "full_load_mb": 1885.0, "model_state_mb": {"ddp": 9425.0, "fsdp": 4460.0},
+                                         "runs": {"fsdp": {**run(12.8, 39.9, 6500), "ranks": fsdp_ranks},
+                                                  "ddp": ddp}}}}
+
+
+def test_trl_at_our_settings_and_the_qwen_fsdp_state_get_verdicts_and_a_title_naming_only_those_parts():
+    ours = {"trl": {**STAMP, "result": {"ours fp32": run(78, 36, 7000), "trl fp32": {**run(48, 68, 12300),
+                                                                                      "settings": "fp32"}}}}
+    text = "\n".join(section({**ours, **qwen([rank(942, 942, 1885, 6500), rank(942, 942, 1885, 6499)])}))
+    assert text.startswith("## 2026-12-07: #25 targets: ours vs TRL, Qwen2-0.5B dims with fsdp (python -m")
+    assert "- target ours fp32 >= 1.5x trl fp32 tokens/s: 1.62x, met; peak RSS 7,000 vs 12,300 MB (0.57x)" in text
+    assert "- target ours bf16+ckpt >= 1.5x trl defaults tokens/s: not run" in text
+    assert "| fsdp | 4,460 | 3,769 / 3,769 | 2,827 / 2,827 | 12.8 | 39.9 | 6,500 / 6,499 |" in text
+    assert "2 x (9,425 + 1,885 full load) + 2,048 activations and baseline = 24,668 MB > 21,000 MB" in text
+    assert "- target fsdp model+grads+AdamW per rank <= 0.6x ddp's: 3,769 MB live vs 9,425 MB ddp computed (not " \
+           "run): 0.40x, met" in text
+    assert "3,769 vs 4,460 MB computed" in text
+
+    ours["trl"]["result"]["trl fp32"]["tokens_per_s"] = 60
+    ddp = {**run(20, 30, 12000), "ranks": [rank(1885, 1885, 3770, 12000)] * 2}  # a measured ddp run is preferred
+    text = "\n".join(section({**ours, **qwen([rank(1885, 942, 1885, 7000)] * 2, ddp)}))
+    assert "trl fp32 tokens/s: 1.30x, MISSED" in text
+    assert "4,712 MB live vs 7,540 MB ddp measured: 0.62x, MISSED" in text
