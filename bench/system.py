@@ -44,11 +44,12 @@ def bf16_support() -> str:
     """What torch reports of this CPU's bf16 support, and the precision `auto` picks from it (devices.native_bf16)."""
     import torch
 
-    from rewardkit.modeling.devices import native_bf16, resolve_precision
+    from rewardkit.modeling.devices import cpu_bf16_features, resolve_precision
 
     cpu = torch.device("cpu")
-    return (f"CPU bf16: torch capability {torch.backends.cpu.get_cpu_capability()}, native bf16 "
-            f"(AVX512-BF16 or AMX) {native_bf16(cpu)}: precision auto -> {resolve_precision('auto', cpu)}")
+    features = ", ".join(f"{name} {found}" for name, found in cpu_bf16_features().items())
+    return (f"CPU bf16 ({cpu_model()}): torch capability {torch.backends.cpu.get_cpu_capability()}, torch.cpu "
+            f"reports {features}: precision auto -> {resolve_precision('auto', cpu)}")
 
 
 def load_1min() -> float:

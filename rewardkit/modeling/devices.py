@@ -31,9 +31,16 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so looked up with a default
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+        return any(cpu_bf16_features().values())
     return False
+
+
+def cpu_bf16_features() -> dict[str, bool]:
+    """torch's own checks of this CPU's native bf16 paths: {"avx512_bf16": ..., "amx_tile": ...} (oneDNN runs bf16
+    matmuls on AMX tiles where present, else on AVX512-BF16 dot products). The checks are private in torch.cpu, so
+    each is looked up with a default (False) for a torch that lacks it."""
+    checks = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_tile": "_is_amx_tile_supported"}
+    return {feature: bool(getattr(torch.cpu, name, lambda: False)()) for feature, name in checks.items()}
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

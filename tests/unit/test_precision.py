@@ -137,6 +137,17 @@ def test_auto_on_the_cpu_is_bf16_where_torch_reports_native_bf16(monkeypatch, av
         assert not torch.is_autocast_enabled("cpu")  # fp32 holds even inside an outer autocast
 
 
+def test_cpu_bf16_features_are_torch_cpus_own_checks_and_false_where_torch_lacks_one(monkeypatch):
+    """#24: the bench prints each check by name (AMX vs AVX512-BF16 machines differ); a torch without a check
+    (private API) reads as False, not an AttributeError."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert devices.cpu_bf16_features() == {"avx512_bf16": True, "amx_tile": False}
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert devices.cpu_bf16_features() == {"avx512_bf16": False, "amx_tile": False}
+    assert devices.resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
 def test_an_unknown_precision_is_one_user_error():
     with pytest.raises(UserError, match="unknown precision 'fp16': use one of auto, fp32, bf16"):
         devices.resolve_precision("fp16", torch.device("cpu"))
