@@ -2,7 +2,8 @@
 and without activation checkpointing, and LoRA r=16: per-rank peak RSS, its model-state part, tokens/s.
 
     python -m bench.fsdp_scale [--configs ddp fsdp ...] [--steps 2] [--warmup 1] [--batch 4] [--max-length 128]
-        [--nproc 2] [--precision fp32] [--dims smollm2-135m|qwen2-0.5b] [--model DIR] [--no-record]
+        [--nproc 2] [--precision fp32] [--dims smollm2-135m|qwen2-0.5b] [--model DIR] [--load rank0|every]
+        [--no-record]
 
 Model: LlamaForSequenceClassification at SmolLM2-135M's published dims (hidden 576, 30 layers, 9 heads, 3 KV heads,
 intermediate 1536, vocabulary 49152, tied embeddings), random init (seed 0), with a byte-level BPE tokenizer
@@ -12,8 +13,10 @@ is its own `torchrun --standalone --nproc-per-node N` job (gloo on CPU, 2/N intr
 AdamW, no checkpoints; with --nproc 1, "ddp" is one plain process. --dims qwen2-0.5b: Qwen2-0.5B's dims. Per
 rank: RSS before the model is loaded, after the first optimizer step (the model part: weights, gradients and
 AdamW state resident, activations freed) and the process's peak (ru_maxrss); tokens/s over the timed steps (real
-tokens of both ranks). Appends a dated section to bench/RESULTS.md unless --no-record. bench.scale_targets runs
-the issue's targets (length 1024, TRL, LoRA quality, Qwen2-0.5B) through `run_config`.
+tokens of both ranks); the RSS right after loading and the setup's peak (--load: fsdp's rank 0 reads the weights
+and fills the other ranks' shards, as the train job does, or every rank reads them). Appends a dated section to
+bench/RESULTS.md unless --no-record. bench.scale_targets runs the issue's targets (length 1024, TRL, LoRA quality,
+Qwen2-0.5B) through `run_config`.
 """
 from __future__ import annotations
 
@@ -77,6 +80,11 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2 ** 20
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS so far (ru_maxrss)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def local_mb(tensors) -> float:
     """MB held by `tensors` on this rank (a DTensor's local shard only)."""
     from torch.distributed.tensor import DTensor
@@ -104,14 +112,17 @@ def watch_first_step(model, breakdown: dict) -> None:
 
 
 def worker(config: str, base: Path, data: Path, out: Path, steps: int, warmup: int, batch: int,
-           max_length: int, precision: str) -> None:
-    """One rank of one config (under torchrun): train, then write this rank's figures to out/rank-<r>.json."""
+           max_length: int, precision: str, load: str = "rank0") -> None:
+    """One rank of one config (under torchrun): train, then write this rank's figures to out/rank-<r>.json.
+    `load` (fsdp configs): "rank0", the train job's way (rank 0 reads the weights, the others build the model on
+    the meta device and are filled from rank 0), or "every" (every rank reads the full model, then shards)."""
     import torch
 
     from rewardkit.config import TrainConfig
     from rewardkit.encoding.tokenization import store_rows
+    from rewardkit.encoding.tokenizers import load_tokenizer
     from rewardkit.modeling.model import load_base
-    from rewardkit.training import distributed, fsdp, lora, memory
+    from rewardkit.training import distributed, fsdp, fsdp_load, lora, memory
     from rewardkit.training.loop import optimize
 
     device = torch.device("cpu")
@@ -120,14 +131,22 @@ def worker(config: str, base: Path, data: Path, out: Path, steps: int, warmup: i
     cfg = TrainConfig(max_length=max_length, batch_size=batch, epochs=1, lr=5e-5, scheduler="constant",
                       warmup_ratio=0.0, checkpoint_every=0, device="cpu", nproc_per_node=ranks.world,
                       precision=precision, seed=workloads.SEED, **CONFIGS[config])
-    model, tokenizer = load_base(str(base), "cls", workloads.SEED)
+    empty = cfg.strategy == "fsdp" and load == "rank0" and not ranks.is_main
+    if empty:
+        tokenizer = load_tokenizer(str(base))
+        model = fsdp_load.empty_base(str(base), "cls", tokenizer)
+    else:
+        model, tokenizer = load_base(str(base), "cls", workloads.SEED)
+    breakdown = {"rss_after_load_mb": rss_mb()}
     if cfg.lora_settings().r:
         lora.apply_lora(model, cfg.lora_settings())
     if cfg.gradient_checkpointing:
         memory.enable_activation_checkpointing(model)
-    if cfg.strategy == "fsdp":
+    if cfg.strategy == "fsdp" and load == "rank0":
+        fsdp_load.shard_from_rank0(model, device, ranks, bf16=precision == "bf16")
+    elif cfg.strategy == "fsdp":
         fsdp.shard(model, device, ranks, bf16=precision == "bf16")
-    breakdown = {"rss_after_setup_mb": rss_mb()}
+    breakdown.update(rss_after_setup_mb=rss_mb(), setup_peak_rss_mb=peak_rss_mb())
     watch_first_step(model, breakdown)
     stamps: list[tuple[float, int, float, float]] = []
 
@@ -144,7 +163,7 @@ def worker(config: str, base: Path, data: Path, out: Path, steps: int, warmup: i
     timed = stamps[warmup - 1:warmup + steps]
     result = {"config": config, "rank": ranks.rank, "rss_before_mb": before, "rss_after_step1_mb": stamps[0][3],
               "rss_after_step1_untrimmed_mb": stamps[0][2],
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "peak_rss_mb": peak_rss_mb(), "load": load,
               "tokens": sum(n for _, n, *_ in timed[1:]), "seconds": timed[-1][0] - timed[0][0],
               "trainable": lora.trainable_parameters(model)[0], "pairs": len(pairs), **breakdown}
     (out / f"rank-{ranks.rank}.json").write_text(json.dumps(result))
@@ -158,7 +177,7 @@ def run_config(config: str, base: Path, data: Path, args, log_dir: Path) -> list
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(args.nproc),
                "-m", "bench.fsdp_scale", "worker", config, str(base), str(data), out, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--batch", str(args.batch), "--max-length", str(args.max_length),
-               "--precision", args.precision]
+               "--precision", args.precision, "--load", getattr(args, "load", "rank0")]  # scale_targets has none
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, 2 // args.nproc)), "PYTHONPATH": str(workloads.ROOT)}
         log = log_dir / f"{config}.log"
         with open(log, "wb") as f:
@@ -196,12 +215,25 @@ def breakdown_table(results: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def setup_table(results: dict[str, list[dict]]) -> list[str]:
+    """Per rank, the RSS before the model, right after loading (or building it empty) and the setup's peak."""
+    lines = ["| config | load | rank | RSS before load MB | after load MB | setup peak RSS MB |",
+             "|---|---|---|---|---|---|"]
+    for config, ranks in results.items():
+        for r in ranks:
+            lines.append(f"| {config} | {r['load']} | {r['rank']} | {r['rss_before_mb']:.0f} | "
+                         f"{r['rss_after_load_mb']:.0f} | {r['setup_peak_rss_mb']:.0f} |")
+    return lines
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """How each config runs: processes, precision, the model's dims (or a model directory)."""
     parser.add_argument("--nproc", type=int, choices=(1, 2), default=2)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--dims", choices=list(DIMS), default="smollm2-135m")
     parser.add_argument("--model", type=Path, help="a decoder classifier directory (default: built at --dims)")
+    parser.add_argument("--load", choices=("rank0", "every"), default="rank0",
+                        help="fsdp: rank 0 reads the weights and fills the others' shards, or every rank reads them")
 
 
 def main() -> None:
@@ -220,7 +252,7 @@ def main() -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     load = system.load_1min()
     results = {config: run_config(config, base, train, args, log_dir) for config in args.configs}
-    lines = [*table(results), "", *breakdown_table(results)]
+    lines = [*table(results), "", *breakdown_table(results), "", *setup_table(results)]
     print("\n".join(lines))
     if not args.no_record:
         import datetime
@@ -243,7 +275,8 @@ if __name__ == "__main__":
         for flag in ("--steps", "--warmup", "--batch", "--max-length"):
             p.add_argument(flag, type=int)
         p.add_argument("--precision")
+        p.add_argument("--load", default="rank0")
         a = p.parse_args()
-        worker(a.config, a.base, a.data, a.out, a.steps, a.warmup, a.batch, a.max_length, a.precision)
+        worker(a.config, a.base, a.data, a.out, a.steps, a.warmup, a.batch, a.max_length, a.precision, a.load)
     else:
         main()

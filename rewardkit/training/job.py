@@ -19,7 +19,7 @@ from rewardkit.data.splitting import eval_cutoff
 from rewardkit.encoding.families import input_template, is_decoder_only
 from rewardkit.encoding.store import PairSubset, TokenStore
 from rewardkit.encoding.templates import TRUNCATION_POLICY, PairTemplate
-from rewardkit.encoding.tokenizers import load_saved_tokenizer
+from rewardkit.encoding.tokenizers import load_saved_tokenizer, load_tokenizer
 from rewardkit.errors import UserError
 from rewardkit.io import directory_sha256, file_sha256, round_floats
 from rewardkit.modeling.artifact import save_artifact
@@ -29,7 +29,7 @@ from rewardkit.modeling.model import RewardModel, disable_dropout, load_base
 from rewardkit.modeling.objective import bt_loss_per_pair, pair_correct
 from rewardkit.modeling.packing import pair_groups, unsupported_reason
 from rewardkit.modeling.scratch import init_scratch_model
-from rewardkit.training import checkpoint, distributed, fsdp, launcher, lora, memory
+from rewardkit.training import checkpoint, distributed, fsdp, fsdp_load, launcher, lora, memory
 from rewardkit.training.curve_log import CurveLog
 from rewardkit.training.distributed import Ranks
 from rewardkit.training.loop import optimize
@@ -101,14 +101,16 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     pairs = open_store(paths, model_cfg, cfg)
     key = run_key(inputs_sha256(paths, model_cfg), model_cfg, cfg)
-    model, tokenizer, adapted = prepare_model(paths, model_cfg, cfg, key, ranks)
-    model.to(device)
+    empty = cfg.strategy == "fsdp" and not ranks.is_main  # fsdp: filled from rank 0's weights once sharded
+    model, tokenizer, adapted = prepare_model(paths, model_cfg, cfg, key, ranks, empty)
+    if not empty:
+        model.to(device)
     model.share_prefix = model.share_prefix and cfg.prefix_sharing == "auto" and not cfg.compile
     reason = unsupported_reason(model.hf)
     if ranks.is_main and cfg.prefix_sharing == "auto" and is_decoder_only(model.hf.config) and reason:
         print(f"prefix sharing off: {reason}; chosen and rejected run as padded sequences", file=sys.stderr)
     if cfg.strategy == "fsdp":
-        fsdp.shard(model, device, ranks, bf16=cfg.precision == "bf16")
+        fsdp_load.shard_from_rank0(model, device, ranks, bf16=cfg.precision == "bf16")
     template = input_template(model.hf.config, tokenizer)
     counts = {k: pairs.meta[k] for k in ("pairs_read", "pairs_used", "identical_after_truncation",
                                          "prompt_truncated", "response_truncated")}
@@ -143,18 +145,23 @@ def train_reward_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConf
     # can outlast NCCL's 10-minute collective timeout
 
 
-def prepare_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, key: str, ranks: Ranks):
+def prepare_model(paths: TrainPaths, model_cfg: ModelConfig, cfg: TrainConfig, key: str, ranks: Ranks,
+                  empty: bool = False):
     """(the model to train, its tokenizer, peft's model or None): the base with a new head, LoRA adapters with
-    train.lora, activation checkpointing with train.gradient_checkpointing."""
+    train.lora, activation checkpointing with train.gradient_checkpointing. `empty`: the same model with its
+    parameters on the meta device (rewardkit.training.fsdp_load), for rank 0's weights to fill."""
     if model_cfg.name in SCRATCH_BASES:  # random init for the tokenizer trained on the training split
         base_dir = paths.scratch / "base" / key
         if ranks.is_main:
             init_scratch_model(model_cfg.name, paths.tokenizer, base_dir, cfg.seed)
         distributed.barrier(ranks)
-        model, tokenizer = load_base(str(base_dir), model_cfg.pooling, cfg.seed)
+        name, tokenizer = str(base_dir), load_tokenizer(str(base_dir))
     else:
-        tokenizer = load_saved_tokenizer(str(paths.tokenizer))
-        model, tokenizer = load_base(model_cfg.name, model_cfg.pooling, cfg.seed, tokenizer)
+        name, tokenizer = model_cfg.name, load_saved_tokenizer(str(paths.tokenizer))
+    if empty:
+        model = fsdp_load.empty_base(name, model_cfg.pooling, tokenizer)
+    else:
+        model, tokenizer = load_base(name, model_cfg.pooling, cfg.seed, tokenizer)
     adapted = apply_lora(model, cfg, ranks)
     if cfg.gradient_checkpointing:
         memory.enable_activation_checkpointing(model)
