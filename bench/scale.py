@@ -1,7 +1,7 @@
 """Scale benchmark of the whole pipeline: validate -> split -> tokenize -> train -> evaluate on a generated
 preference JSONL of N pairs, each stage its own `python -m stages.X` process, at the shipped params.
 
-    python -m bench.scale [--sizes 100000 200000 1000000] [--shape hh|short] [--lean] [--no-record]
+    python -m bench.scale [--sizes 100000 200000 1000000] [--shape hh|short] [--lean] [--gnu-time] [--no-record]
 
 Data (bench/out/scale/<shape>-N.jsonl, reused when present):
 - hh (default): HH-length conversations, as a new user tries it with Anthropic's HH data: 1-5 human turns, answers
@@ -13,7 +13,8 @@ Data (bench/out/scale/<shape>-N.jsonl, reused when present):
 Params: params.yaml as shipped, except model.name scratch-tiny, train.max_steps 3 and train.device cpu (with
 --lean, the lighter settings of the earlier runs: max_steps 20, stats_pairs 5000, eval_fraction 0.02, lr 1e-3, no
 warm-up, no checkpoints; short data also allows 10% rejects). Per stage: wall and CPU seconds (with worker
-processes), peak RSS of the stage with its workers (psutil, every 50 ms, and the kernel's own maximum), and what
+processes), peak RSS of the stage with its workers (psutil, every 50 ms, and the kernel's own maximum; with
+--gnu-time also GNU time's `-v` figure), and what
 the stage processed (lines read, pairs split, pairs tokenized, pairs trained on plus pairs scored for the training
 metrics, pairs evaluated): the rate is that over the wall time. Target: every stage's peak RSS <= 1.5 GB at 200k
 pairs (3 GB at 1M); tokenize 1M pairs <= 10 min. Appends a dated section to bench/RESULTS.md unless --no-record.
@@ -42,6 +43,7 @@ OUT = Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "out")) / "scale"
 STAGES = ("validate", "split", "tokenize", "train", "evaluate")
 TARGET_RSS_MB = {1_000_000: 3000, 200_000: 1500}  # every stage
 TARGET_TOKENIZE_S = 600
+GNU_TIME = "/usr/bin/time"  # GNU time (apt install time): -v reports the kernel's maximum RSS of the stage
 SHIPPED = {"model": {"name": "scratch-tiny"}, "train": {"max_steps": 3, "device": "cpu"}}
 LEAN = {"split": {"eval_fraction": 0.02}, "model": {"name": "scratch-tiny"},
         "train": {"max_steps": 20, "stats_pairs": 5000, "lr": 1e-3, "warmup_ratio": 0.0, "checkpoint_every": 0,
@@ -131,14 +133,25 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def run_stage(stage: str, workdir: Path) -> dict[str, float]:
-    """Run `python -m stages.<stage>` with dvc.yaml's arguments in workdir: wall s, CPU s, peak RSS MB."""
+def gnu_time_rss_mb(report: str) -> float:
+    """The "Maximum resident set size" of a `/usr/bin/time -v` report, in MB."""
+    for line in report.splitlines():
+        if "Maximum resident set size (kbytes)" in line:
+            return int(line.rsplit(":", 1)[1]) / 1024
+    raise ValueError("no 'Maximum resident set size' line in the GNU time report")
+
+
+def run_stage(stage: str, workdir: Path, gnu_time: bool = False) -> dict[str, float]:
+    """Run `python -m stages.<stage>` with dvc.yaml's arguments in workdir: wall s, CPU s, peak RSS MB (and with
+    gnu_time, the stage run under `/usr/bin/time -v`, its own figure as "gnu_rss")."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     peak = 0
+    cmd = [sys.executable, "-m", f"stages.{stage}", *stage_args(stage)]
+    if gnu_time:
+        cmd = [GNU_TIME, "-v", "-o", str(workdir / f"{stage}.time"), *cmd]
     with open(workdir / f"{stage}.log", "wb") as log:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", f"stages.{stage}", *stage_args(stage)], cwd=workdir,
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
         watched = psutil.Process(proc.pid)
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # rusage of this child and its reaped workers
@@ -152,8 +165,10 @@ def run_stage(stage: str, workdir: Path) -> dict[str, float]:
         wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status):
         sys.exit(f"stages.{stage} failed:\n{(workdir / f'{stage}.log').read_text()[-3000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss": max(peak / 2 ** 20, usage.ru_maxrss / 1024)}
+    row = {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": max(peak / 2 ** 20, usage.ru_maxrss / 1024)}
+    if gnu_time:
+        row["gnu_rss"] = gnu_time_rss_mb((workdir / f"{stage}.time").read_text())
+    return row
 
 
 def processed(stage: str, workdir: Path, params: dict) -> tuple[int, str]:
@@ -177,7 +192,7 @@ def processed(stage: str, workdir: Path, params: dict) -> tuple[int, str]:
     return read("metrics/eval.json")["pairs"], "pairs evaluated"
 
 
-def bench_size(n: int, shape: str, overrides: dict) -> tuple[list[dict], dict]:
+def bench_size(n: int, shape: str, overrides: dict, gnu_time: bool = False) -> tuple[list[dict], dict]:
     data = OUT / f"{shape}-{n}.jsonl"
     if not data.exists():
         print(f"generating {data} ...", flush=True)
@@ -195,7 +210,8 @@ def bench_size(n: int, shape: str, overrides: dict) -> tuple[list[dict], dict]:
     rows = []
     for stage in STAGES:
         print(f"[{n:,}] {stage} ...", flush=True)
-        row = {"pairs": n, "stage": stage, **run_stage(stage, workdir)}
+        row = {"pairs": n, "stage": stage, **run_stage(stage, workdir, gnu_time)}
+        print(f"[{n:,}] {stage}: {row['wall']:.0f} s, peak RSS {row['rss']:,.0f} MB", flush=True)
         row["done"], row["what"] = processed(stage, workdir, params)
         rows.append(row)
     store = json.loads((workdir / "data/tokens/train/store.json").read_text())
@@ -205,10 +221,12 @@ def bench_size(n: int, shape: str, overrides: dict) -> tuple[list[dict], dict]:
 
 def report(rows: list[dict], stores: dict[int, dict], command: str, load: tuple[float, float, float],
            settings: str) -> str:
-    table = ["| pairs | stage | wall s | CPU s | peak RSS MB | processed | per s (wall) |",
-             "|---:|---|---:|---:|---:|---|---:|"]
+    gnu = all("gnu_rss" in r for r in rows)
+    table = ["| pairs | stage | wall s | CPU s | peak RSS MB |" + (" GNU time max RSS MB |" if gnu else "")
+             + " processed | per s (wall) |", "|---:|---|---:|---:|---:|" + ("---:|" if gnu else "") + "---|---:|"]
     table += [f"| {r['pairs']:,} | {r['stage']} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['rss']:,.0f} | "
-              f"{r['done']:,} {r['what'] if r['stage'] != 'train' else ''}".rstrip() + " | "
+              + (f"{r['gnu_rss']:,.0f} | " if gnu else "")
+              + f"{r['done']:,} {r['what'] if r['stage'] != 'train' else ''}".rstrip() + " | "
               f"{r['done'] / r['wall']:,.0f} |" for r in rows]
     lines = [f"{r['pairs']:,} train: {r['what']}" for r in rows if r["stage"] == "train"]
     for n, store in stores.items():
@@ -236,13 +254,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 200_000, 1_000_000])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="hh", help="the generated texts (default hh)")
     parser.add_argument("--lean", action="store_true", help="the lighter params of the earlier runs")
+    parser.add_argument("--gnu-time", action="store_true",
+                        help=f"run each stage under `{GNU_TIME} -v` and report its maximum RSS too")
     parser.add_argument("--no-record", action="store_true", help="print the table, leave bench/RESULTS.md alone")
     args = parser.parse_args()
     load = os.getloadavg()  # other work on the machine slows the stages: recorded beside the numbers
     overrides = LEAN if args.lean else SHIPPED
     rows, stores = [], {}
     for n in args.sizes:
-        size_rows, stores[n] = bench_size(n, args.shape, overrides)
+        size_rows, stores[n] = bench_size(n, args.shape, overrides, args.gnu_time)
         rows += size_rows
     settings = (f"input: {args.shape} pairs (bench/scale.py); params: params.yaml with "
                 + ", ".join(f"{s}.{k}={v}" for s, values in overrides.items() for k, v in values.items()))
