@@ -91,9 +91,19 @@ def test_decoder_bench_times_shared_unshared_trl_and_best_of_n(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    table = {cells[0]: cells for cells in (line.strip("| ").split(" | ") for line in lines
-                                          if line.startswith(("| ours", "| trl")))}
+
+    def rows_under(header: str) -> dict[str, list[str]]:
+        start = next(i for i, line in enumerate(lines) if line.startswith(header)) + 2
+        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+        return {cells[0]: cells for cells in (line.strip("| ").split(" | ") for line in lines[start:end])}
+
+    table = rows_under("| trainer | pairs/s |")
     assert set(table) == {"ours shared", "ours unshared", "trl"}
+    flops = rows_under("| trainer | useful GFLOP/pair |")  # FLOPs per pair and share of the GEMM ceiling
+    assert set(flops) == {"ours shared", "ours unshared", "trl"}
+    assert flops["ours shared"][1].endswith("(prompt once)") and flops["trl"][1].endswith("(prompt twice)")
+    assert float(flops["ours shared"][1].split()[0]) < float(flops["trl"][1].split()[0])
+    assert any(line.startswith("- fp32 ") for line in lines)  # the bound line
     for name, (_, pairs_s, tokens_s, _, _, rss) in table.items():
         assert float(pairs_s) > 0 and float(tokens_s) > 0 and float(rss.replace(",", "")) > 100, name
     assert float(table["ours shared"][3]) < 1.0 <= float(table["ours unshared"][3])  # the prompt computed once
