@@ -45,20 +45,28 @@ def file_system_error(error: OSError) -> str | None:
     return f"{what} {shown}: {fix.format(dir=directory)}"
 
 
+def say_error(message: str) -> None:
+    """`error: message` on stderr in one write: the ranks of a torchrun job share one stderr, and print() writes the
+    text and the line end separately, which reach the file apart wherever sys.stderr flushes each write (colorama's
+    wrapper, installed by `import dvc`, does); another rank's line could land between them."""
+    sys.stderr.write(f"{ERROR_PREFIX}{message}\n")
+    sys.stderr.flush()
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run an entry point: a UserError becomes `error: <message>` and its exit code (2), a full disk, a read-only
     file system or a permission problem the same, Ctrl-C exit code 130."""
     try:
         main()
     except UserError as e:
-        print(f"{ERROR_PREFIX}{e}", file=sys.stderr)
+        say_error(str(e))
         sys.exit(e.exit_code)
     except OSError as e:
         message = file_system_error(e)
         if message is None:
             raise
-        print(f"{ERROR_PREFIX}{message}", file=sys.stderr)
+        say_error(message)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"{ERROR_PREFIX}interrupted", file=sys.stderr)
+        say_error("interrupted")
         sys.exit(130)

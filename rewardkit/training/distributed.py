@@ -65,7 +65,8 @@ def setup(device: torch.device) -> Ranks:
         return Ranks()
     exit_with_parent()
     # torchrun runs workers with `python -u`, where print() writes the text and the newline separately, so the
-    # lines of several ranks interleave on the shared stderr; whole-line writes keep them intact.
+    # lines of several ranks interleave on the shared stderr; whole-line writes keep them intact (the error line is
+    # written whole in any case: rewardkit.errors.say_error).
     sys.stderr.reconfigure(line_buffering=True, write_through=False)
     local_rank = int(os.environ["LOCAL_RANK"])
     gpu = torch.device("cuda", local_rank) if device.type == "cuda" else None
