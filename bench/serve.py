@@ -197,7 +197,7 @@ def soak_main(args, model: Path, rows: list[dict]) -> None:
     load_after = system.load_1min()
     results = serve_soak.verdicts(fig, 5.0, 30.0)  # stages.serve's default --keep-alive-s, --body-timeout-s
     lines = [f"- {text}: {'met' if ok else 'MISSED'}" for text, ok in results]
-    lines.append(f"- per window: RSS MB {fig['rss_mb']}; requests {fig['requests_per_window']}; p50 ms "
+    lines.append(f"- per window: high-water RSS MB {fig['rss_mb']}; requests {fig['requests_per_window']}; p50 ms "
                  f"{fig['p50_ms']}; p99 ms {fig['p99_ms']}")
     shown = {k: v for k, v in fig.items() if k not in ("slow_drops", "idle_drops_s")}
     print(json.dumps(shown) + "\n" + "\n".join(lines))
